@@ -1,0 +1,251 @@
+"""The exception hierarchy of iris360-async.
+
+Every exception the SDK raises on purpose derives from :class:`Iris360Error`::
+
+    Iris360Error
+    ├── APIConnectionError            the request never got a response
+    │   └── APITimeoutError           ... because a timeout fired
+    ├── APIStatusError                the server answered with an error status
+    │   ├── BadRequestError           400
+    │   ├── AuthenticationError       401
+    │   ├── PermissionDeniedError     403
+    │   ├── NotFoundError             404
+    │   ├── UnprocessableEntityError  422
+    │   ├── RateLimitError            429
+    │   └── InternalServerError       5xx
+    └── ResponseDecodeError           a 2xx body did not match its schema
+
+Bad arguments raise :class:`ValueError` / :class:`TypeError` before any request is sent.
+
+Exceptions never carry the access token, the refresh token or the password, and they are
+picklable, so they survive multiprocessing and task queues intact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "InternalServerError",
+    "Iris360Error",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "UnprocessableEntityError",
+    "status_error_class",
+]
+
+_MAX_TEXT_IN_MESSAGE = 300
+
+
+class Iris360Error(Exception):
+    """Base class of every error raised by iris360-async."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[Iris360Error], state: dict[str, Any]) -> Iris360Error:
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, state.get("message", ""))
+    obj.__dict__.update(state)
+    return obj
+
+
+class APIConnectionError(Iris360Error):
+    """The request did not get a response (DNS, refused, reset, TLS, ...).
+
+    ``request_sent`` tells whether the request may have reached the server: ``False`` only
+    when the connection was never established, which makes even a non-idempotent write safe
+    to repeat.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        request_sent: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.request_sent = request_sent
+
+
+class APITimeoutError(APIConnectionError):
+    """A timeout fired before the response was complete."""
+
+
+class APIStatusError(Iris360Error):
+    """The server answered with a status that is not a success.
+
+    Attributes:
+        status: the HTTP status code.
+        method: the HTTP method.
+        url: the request URL (never contains credentials).
+        body: the parsed body: a ``dict``/``list`` for JSON, a ``str`` for a JSON string
+            literal or for plain text, ``None`` for an empty body.
+        text: the raw response text.
+        headers: the response headers (a plain ``dict``).
+    """
+
+    status_code: int = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        method: str,
+        url: str,
+        body: Any = None,
+        text: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.url = url
+        self.body = body
+        self.text = text
+        self.headers = dict(headers or {})
+
+    @property
+    def server_message(self) -> str | None:
+        """The most human-readable part of the error body, if any."""
+        return extract_server_message(self.body)
+
+
+class BadRequestError(APIStatusError):
+    """400 Bad Request."""
+
+    status_code = 400
+
+
+class AuthenticationError(APIStatusError):
+    """401 Unauthorized: missing, invalid or expired credentials."""
+
+    status_code = 401
+
+
+class PermissionDeniedError(APIStatusError):
+    """403 Forbidden."""
+
+    status_code = 403
+
+
+class NotFoundError(APIStatusError):
+    """404 Not Found."""
+
+    status_code = 404
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422 Unprocessable Entity: the server's validation refused the request."""
+
+    status_code = 422
+
+
+class RateLimitError(APIStatusError):
+    """429 Too Many Requests. ``retry_after`` is the server's wait in seconds, if given."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the server failed."""
+
+    status_code = 500
+
+
+class ResponseDecodeError(Iris360Error):
+    """A success response whose body does not match the expected schema.
+
+    Attributes:
+        method, url, status: where it came from.
+        path: the offending location inside the body, as msgspec reports it (``$[3].rows``).
+        text: the start of the raw body.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        path: str | None = None,
+        text: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status = status
+        self.path = path
+        self.text = text
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """The exception class for an HTTP error status."""
+    if status >= 500:
+        return InternalServerError
+    return _STATUS_CLASSES.get(status, APIStatusError)
+
+
+def extract_server_message(body: Any) -> str | None:
+    """Pick the message out of the server's many error shapes (API.md §2.5)."""
+    if body is None:
+        return None
+    if isinstance(body, str):
+        return body.strip() or None
+    if isinstance(body, dict):
+        for key in ("message", "error", "errors", "email"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+        detail = body.get("detail")
+        if isinstance(detail, str):
+            return detail
+        if isinstance(detail, list) and detail:
+            parts = []
+            for item in detail[:3]:
+                if isinstance(item, dict):
+                    loc = ".".join(str(x) for x in item.get("loc", []) or [])
+                    msg = item.get("msg", "")
+                    parts.append(f"{loc}: {msg}" if loc else str(msg))
+                else:
+                    parts.append(str(item))
+            return "; ".join(parts)
+    return None
+
+
+def shorten(text: str, limit: int = _MAX_TEXT_IN_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters for use inside an exception message."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
