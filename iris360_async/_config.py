@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ClientConfig", "EndpointPaths", "Timeout", "API_PREFIX", "ENV_PREFIX"]
+__all__ = ["API_PREFIX", "ENV_PREFIX", "ClientConfig", "EndpointPaths", "Timeout"]
 
 API_PREFIX = "/api/public/v1"
 ENV_PREFIX = "IRIS360_"

@@ -1,0 +1,299 @@
+"""Retry decisions without I/O: which failures are safe to repeat, how long to wait, how many
+repeats a client may spend, and the one 429 gate every request of a client waits behind.
+
+Everything here takes its time from an injected :class:`Clock`, so tests drive it with a
+:class:`ManualClock` and never sleep for real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import math
+import random as _random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import Literal, Protocol
+
+import anyio
+import anyio.lowlevel
+
+from .errors import APIConnectionError, APIStatusError, Iris360Error
+
+__all__ = [
+    "READ_RETRY_STATUSES",
+    "Clock",
+    "ManualClock",
+    "RateGate",
+    "RetryBudget",
+    "RetryMode",
+    "RetryPolicy",
+    "SystemClock",
+    "backoff_ceiling",
+    "full_jitter",
+    "is_retryable",
+    "parse_retry_after",
+]
+
+RetryMode = Literal["read", "write", "never"]
+"""How a request may be repeated:
+
+* ``"read"``: connection errors, timeouts, 408, 429, 502, 503, 504.
+* ``"write"``: only when the server provably did not act: the connection was never
+  established (``APIConnectionError.request_sent is False``) or 429.
+* ``"never"``: no automatic repetition.
+"""
+
+READ_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 502, 503, 504})
+
+
+class Clock(Protocol):
+    """Where time comes from. ``monotonic`` and ``time`` in seconds; ``sleep`` waits."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for intervals)."""
+        ...
+
+    def time(self) -> float:
+        """Seconds since the Unix epoch (for JWT ``exp`` and HTTP dates)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``; cancellable at once."""
+        ...
+
+
+class SystemClock:
+    """The real clock: :func:`time.monotonic`, :func:`time.time`, :func:`anyio.sleep`."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+class ManualClock:
+    """A clock for tests: time moves only through :meth:`sleep` and :meth:`advance`.
+
+    ``sleep`` advances the clock by the requested seconds at once and yields to the event loop,
+    so code under test runs its waits instantly and in order. Every requested sleep is kept in
+    :attr:`sleeps`.
+
+    Example:
+        >>> clock = ManualClock(start=1_700_000_000.0)
+        >>> client = Iris360Client("http://127.0.0.1:1", token="…", _clock=clock)  # doctest: +SKIP
+    """
+
+    __slots__ = ("_now", "sleeps")
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = float(start)
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def time(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds`` without yielding."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        seconds = max(0.0, float(seconds))
+        self.sleeps.append(seconds)
+        self._now += seconds
+        await anyio.lowlevel.checkpoint()
+
+
+def backoff_ceiling(retry_index: int, base: float, cap: float) -> float:
+    """The largest wait before retry number ``retry_index`` (0 for the first retry), seconds.
+
+    ``min(cap, base * 2 ** retry_index)``.
+    """
+    if retry_index < 0:
+        raise ValueError("retry_index must be >= 0")
+    if retry_index > 62:  # 2**63 overflows nothing in Python, but keeps the float sane
+        return cap
+    return min(cap, base * float(1 << retry_index))
+
+
+def full_jitter(retry_index: int, base: float, cap: float, u: float) -> float:
+    """Full-jitter backoff: ``u * backoff_ceiling(...)`` with ``u`` uniform in ``[0, 1)``."""
+    return min(max(u, 0.0), 1.0) * backoff_ceiling(retry_index, base, cap)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header value.
+
+    Args:
+        value: the header value: delay seconds (``"120"``, ``"1.5"``) or an HTTP date.
+        now: the current time in seconds since the Unix epoch (for the HTTP-date form).
+
+    Returns:
+        The wait in seconds, never negative; ``None`` when the value is missing or unusable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isnan(seconds) or math.isinf(seconds):
+            return None
+        return max(0.0, seconds)
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:  # pragma: no cover - older Pythons returned None
+        return None
+    if parsed.tzinfo is None:  # HTTP dates are GMT
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return max(0.0, parsed.timestamp() - now)
+
+
+def is_retryable(error: Iris360Error, mode: RetryMode) -> bool:
+    """Whether a failed attempt may be repeated in ``mode``.
+
+    ``read`` repeats connection errors, timeouts and statuses 408, 429, 502, 503, 504;
+    ``write`` repeats only never-established connections and 429; ``never`` nothing.
+    """
+    if mode == "never":
+        return False
+    if isinstance(error, APIConnectionError):
+        return mode == "read" or not error.request_sent
+    if isinstance(error, APIStatusError):
+        if mode == "read":
+            return error.status in READ_RETRY_STATUSES
+        return error.status == 429
+    return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a request is repeated. Immutable; copy with :meth:`replace`.
+
+    Attributes:
+        max_retries: repeats after the first attempt (0 disables retries).
+        base: the first backoff ceiling, seconds.
+        cap: the largest backoff ceiling, seconds.
+        max_retry_after: the longest ``Retry-After`` honoured, seconds; a server asking for
+            more makes the request fail with :class:`~iris360_async.RateLimitError` at once.
+        random: a function returning a uniform float in ``[0, 1)`` (injectable for tests).
+    """
+
+    max_retries: int = 3
+    base: float = 0.5
+    cap: float = 8.0
+    max_retry_after: float = 120.0
+    random: Callable[[], float] = field(default=_random.random, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ValueError("max_retries must be an integer >= 0")
+        if self.base <= 0 or self.cap < self.base:
+            raise ValueError("backoff needs 0 < base <= cap (seconds)")
+        if self.max_retry_after < 0:
+            raise ValueError("max_retry_after must be >= 0 seconds")
+
+    def backoff(self, retry_index: int) -> float:
+        """The jittered wait before retry number ``retry_index`` (0-based), seconds."""
+        return full_jitter(retry_index, self.base, self.cap, self.random())
+
+    def replace(self, **changes: object) -> RetryPolicy:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+class RetryBudget:
+    """A token bucket that limits how many retries one client may spend (botocore's standard
+    mode): each retry costs ``retry_cost`` tokens, each success refunds ``success_refund`` up
+    to ``capacity``; with too few tokens left no more retries happen and the last error is
+    raised. This keeps many concurrent requests from hammering a failing server.
+    """
+
+    __slots__ = ("_tokens", "capacity", "retry_cost", "success_refund")
+
+    def __init__(
+        self, capacity: int = 500, *, retry_cost: int = 5, success_refund: int = 1
+    ) -> None:
+        if capacity < 0 or retry_cost < 0 or success_refund < 0:
+            raise ValueError("retry budget values must be >= 0")
+        self.capacity = capacity
+        self.retry_cost = retry_cost
+        self.success_refund = success_refund
+        self._tokens = capacity
+
+    @property
+    def tokens(self) -> int:
+        """Tokens left."""
+        return self._tokens
+
+    def try_acquire(self) -> bool:
+        """Spend the cost of one retry; ``False`` (nothing spent) when the bucket is too low."""
+        if self._tokens < self.retry_cost:
+            return False
+        self._tokens -= self.retry_cost
+        return True
+
+    def record_success(self) -> None:
+        """Refund after a successful response."""
+        tokens = self._tokens + self.success_refund
+        self._tokens = tokens if tokens < self.capacity else self.capacity
+
+
+class RateGate:
+    """One shared 429 gate per client: after a 429 with ``Retry-After``, every request of the
+    client waits until the deadline, not only the one that hit it.
+
+    Waits go through the injected clock's ``sleep`` (anyio by default), so cancellation is
+    immediate and tests never sleep for real.
+    """
+
+    __slots__ = ("_clock", "until")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.until = 0.0
+        """Monotonic time (seconds) before which no request may start; 0 when open."""
+
+    def close_for(self, seconds: float) -> None:
+        """Hold every request back for ``seconds`` from now (never shortens a longer hold)."""
+        until = self._clock.monotonic() + seconds
+        if until > self.until:
+            self.until = until
+
+    def remaining(self) -> float:
+        """Seconds until the gate opens (0 when open)."""
+        until = self.until
+        if not until:
+            return 0.0
+        left = until - self._clock.monotonic()
+        if left <= 0:
+            self.until = 0.0
+            return 0.0
+        return left
+
+    async def wait(self) -> None:
+        """Return once the gate is open (re-checks, since another 429 may extend the hold)."""
+        while True:
+            left = self.remaining()
+            if left <= 0:
+                return
+            await self._clock.sleep(left)

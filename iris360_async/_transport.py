@@ -1,0 +1,644 @@
+"""The one request path every call takes: URL and headers, a connection slot, the attempt,
+error mapping, retries and decoding.
+
+Order of one attempt: wait behind the client's 429 gate, get the access token (renewing it if
+due), take a connection slot, then start the attempt's timeout, so waiting for the pool never
+counts as a timeout. Non-2xx answers become ``errors.*`` exceptions; transport failures become
+:class:`~iris360_async.APIConnectionError` / :class:`~iris360_async.APITimeoutError` with
+``request_sent`` telling whether the server may have seen the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import msgspec
+
+from ._auth import TokenManager
+from ._config import ClientConfig, Timeout
+from ._logging import get_logger
+from ._retry import Clock, RateGate, RetryBudget, RetryMode, RetryPolicy, is_retryable
+from ._retry import parse_retry_after as _parse_retry_after
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    Iris360Error,
+    RateLimitError,
+    ResponseDecodeError,
+    extract_server_message,
+    shorten,
+    status_error_class,
+)
+
+__all__ = [
+    "HTTPPool",
+    "RawResponse",
+    "RetryMode",
+    "Transport",
+    "TransportStats",
+    "parse_error_body",
+    "status_error",
+]
+
+T = TypeVar("T")
+
+_log = get_logger(__name__)
+_DEBUG = logging.DEBUG
+_ENCODER = msgspec.json.Encoder()
+_ANY_DECODER = msgspec.json.Decoder()
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+_PATH_IN_MESSAGE = re.compile(r" - at `(\$[^`]*)`$")
+_JSON_START = frozenset('{["-0123456789tfn')
+_DECODE_TEXT_LIMIT = 200
+_MODES = frozenset({"read", "write", "never"})
+_MAX_REPLAYS = 3  # after 401s; only the first may cause a refresh
+
+
+def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        decoder = _DECODERS[type_] = msgspec.json.Decoder(type_)
+    return decoder
+
+
+def _header(headers: Mapping[str, str], lower_name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == lower_name:
+            return value
+    return None
+
+
+def _url_path(url: str) -> str:
+    return urlsplit(url).path or "/"
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A complete 2xx response.
+
+    Attributes:
+        status: the HTTP status.
+        headers: the response headers (case-insensitive mapping).
+        content: the body bytes.
+        method: the request method.
+        url: the request URL (no query string, no credentials).
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    method: str
+    url: str
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8 (invalid bytes replaced)."""
+        return self.content.decode("utf-8", "replace")
+
+    def decode(self, type_: type[T]) -> T:
+        """The body decoded as JSON into ``type_`` (a msgspec Struct, ``list[...]``, ...).
+
+        Raises:
+            ResponseDecodeError: the body is not JSON or does not match ``type_``; ``path``
+                names the offending location (``$[0].rows``).
+        """
+        try:
+            result: T = _decoder(type_).decode(self.content)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise self._decode_error(type_, exc) from None
+        return result
+
+    def _decode_error(self, type_: Any, exc: Exception) -> ResponseDecodeError:
+        reason = str(exc)
+        match = _PATH_IN_MESSAGE.search(reason)
+        path = match.group(1) if match else "$"
+        name = getattr(type_, "__name__", None) or repr(type_)
+        return ResponseDecodeError(
+            f"{self.method} {_url_path(self.url)} -> {self.status}: the response does not "
+            f"match {name}: {reason}",
+            method=self.method,
+            url=self.url,
+            status=self.status,
+            path=path,
+            text=shorten(self.text, _DECODE_TEXT_LIMIT),
+        )
+
+
+def parse_error_body(text: str) -> Any:
+    """An error body as leniently as possible: JSON whenever it looks like JSON (whatever the
+    ``Content-Type``), a JSON string literal as ``str``, otherwise the stripped text; ``None``
+    for an empty body."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    if stripped[0] in _JSON_START:
+        try:
+            return _ANY_DECODER.decode(stripped)
+        except msgspec.DecodeError:
+            pass
+    return stripped
+
+
+def status_error(response: RawResponse, *, now: float | None = None) -> APIStatusError:
+    """The exception for a non-2xx response.
+
+    The message reads like ``POST /api/public/v1/devices/paginate -> 422 Unprocessable Entity:
+    The page field is required.``.
+
+    Args:
+        response: the response.
+        now: the current time in seconds since the epoch (for an HTTP-date ``Retry-After``).
+    """
+    status = response.status
+    text = response.content.decode("utf-8", "replace")
+    body = parse_error_body(text)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    message = f"{response.method} {_url_path(response.url)} -> {status} {phrase}".rstrip()
+    detail = extract_server_message(body)
+    if detail is None and body is not None:
+        detail = text
+    if detail:
+        message = f"{message}: {shorten(detail)}"
+    cls = status_error_class(status)
+    headers = dict(response.headers)
+    if cls is RateLimitError:
+        retry_after = _parse_retry_after(
+            response.headers.get("Retry-After"), time.time() if now is None else now
+        )
+        return RateLimitError(
+            message,
+            retry_after=retry_after,
+            status=status,
+            method=response.method,
+            url=response.url,
+            body=body,
+            text=text,
+            headers=headers,
+        )
+    return cls(
+        message,
+        status=status,
+        method=response.method,
+        url=response.url,
+        body=body,
+        text=text,
+        headers=headers,
+    )
+
+
+@dataclass(frozen=True)
+class TransportStats:
+    """Counters of one client (shared with its ``with_options`` copies).
+
+    Attributes:
+        requests: HTTP attempts sent (retries, replays, logins and refreshes included).
+        retries: attempts repeated after a retryable failure.
+        replays: requests replayed after a 401 with a renewed token.
+        rate_limited: 429 answers received.
+        refreshes: refresh requests sent.
+        logins: login requests sent.
+    """
+
+    requests: int
+    retries: int
+    replays: int
+    rate_limited: int
+    refreshes: int
+    logins: int
+
+
+class _Counters:
+    __slots__ = ("rate_limited", "replays", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
+        self.replays = 0
+        self.rate_limited = 0
+
+
+class HTTPPool:
+    """The aiohttp session and the connection slots shared by a client and its copies.
+
+    Args:
+        session: a caller-owned session (never closed here), or ``None`` to create one lazily.
+        connection_limit: concurrent requests (and pooled connections) at most.
+        verify_ssl: whether TLS certificates are verified.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None,
+        connection_limit: int,
+        verify_ssl: bool = True,
+    ) -> None:
+        self._session = session
+        self.owned = session is None
+        """Whether the session is created (and closed) here."""
+        self.connection_limit = connection_limit
+        self.verify_ssl = verify_ssl
+        self.semaphore = asyncio.Semaphore(connection_limit)
+        self.closed = False
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session, if one exists."""
+        return self._session
+
+    @property
+    def needs_close(self) -> bool:
+        """Whether a session created here is still open."""
+        return (
+            self.owned
+            and not self.closed
+            and self._session is not None
+            and not self._session.closed
+        )
+
+    def get(self) -> aiohttp.ClientSession:
+        """The session, created on first use (call inside the event loop)."""
+        session = self._session
+        if self.closed:
+            raise RuntimeError("the client is closed")
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.connection_limit,
+                limit_per_host=0,
+                ssl=bool(self.verify_ssl),
+            )
+            session = self._session = aiohttp.ClientSession(connector=connector)
+        return session
+
+    async def aclose(self) -> None:
+        """Close the session if it was created here (waits for the connections to close);
+        idempotent. A caller-owned session is left open."""
+        if self.closed:
+            return
+        self.closed = True
+        session = self._session
+        if self.owned and session is not None and not session.closed:
+            await session.close()
+
+
+class Transport:
+    """Sends requests for one client configuration.
+
+    Args:
+        config: the client configuration (URL, timeouts, user agent).
+        pool: the session and connection slots.
+        tokens: the token manager.
+        gate: the client's shared 429 gate.
+        budget: the client's retry budget.
+        clock: where time and sleeps come from.
+        policy: the retry policy (``config.max_retries`` with default backoff if omitted).
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        pool: HTTPPool,
+        tokens: TokenManager,
+        gate: RateGate,
+        budget: RetryBudget,
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        _counters: _Counters | None = None,
+    ) -> None:
+        self._config = config
+        self._pool = pool
+        self._tokens = tokens
+        self._gate = gate
+        self._budget = budget
+        self._clock = clock
+        self._policy = policy if policy is not None else RetryPolicy(config.max_retries)
+        self._counters = _counters if _counters is not None else _Counters()
+        self._root = config.api_root
+        self._prefix = config.api_prefix
+        self._base_headers = {"Accept": "application/json", "User-Agent": config.user_agent}
+        self._extra: dict[str, Any] = {"raise_for_status": False}
+        if not pool.verify_ssl:
+            self._extra["ssl"] = False
+        self._client_timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+
+    # -- accessors -------------------------------------------------------------------------
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._config
+
+    @property
+    def tokens(self) -> TokenManager:
+        """The token manager (login/refresh live there)."""
+        return self._tokens
+
+    @property
+    def pool(self) -> HTTPPool:
+        return self._pool
+
+    @property
+    def gate(self) -> RateGate:
+        return self._gate
+
+    @property
+    def budget(self) -> RetryBudget:
+        return self._budget
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return self._policy
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def stats(self) -> TransportStats:
+        """A snapshot of the counters."""
+        c = self._counters
+        return TransportStats(
+            requests=c.requests,
+            retries=c.retries,
+            replays=c.replays,
+            rate_limited=c.rate_limited,
+            refreshes=self._tokens.refreshes,
+            logins=self._tokens.logins,
+        )
+
+    def derive(self, config: ClientConfig, policy: RetryPolicy | None = None) -> Transport:
+        """A transport for ``config`` sharing the pool, tokens, gate, budget and counters."""
+        return Transport(
+            config,
+            pool=self._pool,
+            tokens=self._tokens,
+            gate=self._gate,
+            budget=self._budget,
+            clock=self._clock,
+            policy=policy if policy is not None else self._policy.replace(
+                max_retries=config.max_retries
+            ),
+            _counters=self._counters,
+        )
+
+    async def auth_send(self, path: str, body: Mapping[str, str]) -> bytes:
+        """POST a login/refresh body: unauthenticated, never repeated automatically."""
+        response = await self.request(
+            "POST", path, content=_ENCODER.encode(body), authenticated=False, retry="never"
+        )
+        return response.content
+
+    # -- the request path -------------------------------------------------------------------
+
+    async def request_json(self, method: str, path: str, type_: type[T], **kw: Any) -> T:
+        """:meth:`request` and decode the body into ``type_``."""
+        response = await self.request(method, path, **kw)
+        return response.decode(type_)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+        authenticated: bool = True,
+        retry: RetryMode = "read",
+        timeout: Timeout | None = None,  # noqa: ASYNC109 - per-attempt aiohttp timeouts
+    ) -> RawResponse:
+        """Send one API call (with its retries) and return the 2xx response.
+
+        Args:
+            method: the HTTP method.
+            path: the path under the API root, e.g. ``"/devices/paginate"``.
+            json: an object to send as JSON (msgspec Structs welcome).
+            content: pre-encoded JSON bytes, sent as is on every attempt.
+            params: query parameters.
+            headers: extra request headers.
+            form: builds a multipart body; called once per attempt.
+            authenticated: send ``Authorization: Bearer …`` (and renew it on a 401).
+            retry: ``"read"``, ``"write"`` or ``"never"`` (see :data:`RetryMode`).
+            timeout: per-attempt timeouts and whole-call deadline (seconds); default from the
+                client configuration.
+
+        Raises:
+            APIStatusError: the server answered with a non-2xx status (subclass by status).
+            APIConnectionError: no response (``APITimeoutError`` when a timeout fired).
+        """
+        if retry not in _MODES:
+            raise ValueError(f"retry must be 'read', 'write' or 'never', not {retry!r}")
+        if json is not None:
+            if content is not None or form is not None:
+                raise TypeError("pass only one of json=, content= or form=")
+            content = _ENCODER.encode(json)
+        elif content is not None and form is not None:
+            raise TypeError("pass only one of json=, content= or form=")
+        url = self._root + path
+        if timeout is None:
+            timeout = self._config.timeout
+        client_timeout = self._client_timeouts.get(timeout)
+        if client_timeout is None:
+            client_timeout = self._client_timeouts[timeout] = aiohttp.ClientTimeout(
+                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
+            )
+        clock = self._clock
+        gate = self._gate
+        tokens = self._tokens
+        policy = self._policy
+        deadline_at = None if timeout.deadline is None else clock.monotonic() + timeout.deadline
+        retries = 0
+        replays = 0
+        error: Iris360Error | None = None
+        while True:
+            if gate.until:
+                wait = gate.remaining()
+                if wait > 0:
+                    if deadline_at is not None and clock.monotonic() + wait > deadline_at:
+                        raise error or self._deadline_error(method, url)
+                    await gate.wait()
+            token: str | None = None
+            if authenticated:
+                token = tokens.current_token()
+                if token is None:
+                    token = await tokens.get_token()
+            request_headers = self._base_headers.copy()
+            if token is not None:
+                request_headers["Authorization"] = "Bearer " + token
+            if content is not None:
+                request_headers["Content-Type"] = "application/json"
+            if headers:
+                request_headers.update(headers)
+            attempt_timeout = client_timeout
+            if deadline_at is not None:
+                remaining = deadline_at - clock.monotonic()
+                if remaining <= 0:
+                    raise error or self._deadline_error(method, url)
+                if client_timeout.total is None or remaining < client_timeout.total:
+                    attempt_timeout = aiohttp.ClientTimeout(
+                        total=remaining,
+                        sock_connect=client_timeout.sock_connect,
+                        sock_read=client_timeout.sock_read,
+                    )
+            try:
+                response = await self._send(
+                    method,
+                    url,
+                    path,
+                    request_headers,
+                    form() if form is not None else content,
+                    params,
+                    attempt_timeout,
+                    deadline_at,
+                )
+            except APIConnectionError as exc:
+                error = exc
+            else:
+                status = response.status
+                if 200 <= status < 300:
+                    self._budget.record_success()
+                    return response
+                if status == 401 and authenticated and replays < _MAX_REPLAYS:
+                    # One refresh and one replay; a further replay only when another request
+                    # has already replaced the rejected token (no new refresh is started).
+                    renewed = (
+                        await tokens.token_rejected(token)
+                        if replays == 0
+                        else tokens.replacement_for(token)
+                    )
+                    if renewed is not None:
+                        replays += 1
+                        self._counters.replays += 1
+                        continue
+                error = status_error(response, now=clock.time())
+                if status == 429:
+                    self._counters.rate_limited += 1
+                    asked = error.retry_after if isinstance(error, RateLimitError) else None
+                    if authenticated and asked is not None and asked <= policy.max_retry_after:
+                        gate.close_for(asked)  # every request of the client waits, not only us
+            # -- a failed attempt: repeat it or raise --------------------------------------
+            if retries >= policy.max_retries or not is_retryable(error, retry):
+                raise error
+            delay = 0.0
+            if isinstance(error, RateLimitError) and error.retry_after is not None:
+                if error.retry_after > policy.max_retry_after:
+                    raise error
+                if not authenticated:  # login/refresh: their limit is per route, no gate
+                    delay = error.retry_after
+            else:
+                delay = policy.backoff(retries)
+                if isinstance(error, APIStatusError):  # e.g. 503 with Retry-After
+                    asked = _parse_retry_after(_header(error.headers, "retry-after"), clock.time())
+                    if asked is not None:
+                        if asked > policy.max_retry_after:
+                            raise error
+                        delay = asked
+            if deadline_at is not None:
+                wait = max(delay, gate.remaining())
+                if clock.monotonic() + wait >= deadline_at:
+                    raise error
+            if not self._budget.try_acquire():
+                raise error
+            retries += 1
+            self._counters.retries += 1
+            if _log.isEnabledFor(_DEBUG):
+                _log.debug(
+                    "%s %s: retry %d after %s (%.3f s)",
+                    method, self._prefix + path, retries, type(error).__name__, delay,
+                )
+            if delay > 0:
+                await clock.sleep(delay)
+
+    def _deadline_error(self, method: str, url: str) -> APITimeoutError:
+        return APITimeoutError(
+            f"{method} {_url_path(url)}: the call's deadline passed before it could be sent",
+            method=method,
+            url=url,
+            request_sent=False,
+        )
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        headers: dict[str, str],
+        data: Any,
+        params: Mapping[str, str] | None,
+        attempt_timeout: aiohttp.ClientTimeout,
+        deadline_at: float | None,
+    ) -> RawResponse:
+        pool = self._pool
+        session = pool.get()
+        semaphore = pool.semaphore
+        # The slot first, then the attempt's timeout: waiting for the pool is not a timeout.
+        if deadline_at is not None and semaphore.locked():
+            acquired = False
+            with anyio.move_on_after(max(0.0, deadline_at - self._clock.monotonic())):
+                await semaphore.acquire()
+                acquired = True
+            if not acquired:
+                raise self._deadline_error(method, url)
+        else:
+            await semaphore.acquire()
+        debug = _log.isEnabledFor(_DEBUG)
+        started = time.perf_counter() if debug else 0.0
+        try:
+            self._counters.requests += 1
+            async with session.request(
+                method,
+                url,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=attempt_timeout,
+                **self._extra,
+            ) as response:
+                body = await response.read()
+                result = RawResponse(response.status, response.headers, body, method, url)
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise APITimeoutError(
+                f"{method} {self._prefix}{path}: timed out connecting: {exc}",
+                method=method, url=url, request_sent=False,
+            ) from exc
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise APITimeoutError(
+                f"{method} {self._prefix}{path}: timed out waiting for the response",
+                method=method, url=url, request_sent=True,
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise APIConnectionError(
+                f"{method} {self._prefix}{path}: could not connect: {exc}",
+                method=method, url=url, request_sent=False,
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise APIConnectionError(
+                f"{method} {self._prefix}{path}: connection failed: "
+                f"{type(exc).__name__}: {exc}",
+                method=method, url=url, request_sent=True,
+            ) from exc
+        finally:
+            semaphore.release()
+        if debug:
+            _log.debug(
+                "%s %s -> %d (%.1f ms)",
+                method, self._prefix + path, result.status,
+                (time.perf_counter() - started) * 1000.0,
+            )
+        return result

@@ -1,0 +1,344 @@
+"""Iris360Client: configuration (arguments and environment), lifecycle, copies, namespaces,
+public exports, secrets and picklable errors."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+import iris360_async
+from iris360_async import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ClientConfig,
+    EndpointPaths,
+    Iris360Client,
+    Iris360Error,
+    RateLimitError,
+    ResponseDecodeError,
+    RetryPolicy,
+    Timeout,
+)
+from iris360_async.errors import status_error_class
+
+PASSWORD = "hunter2-secret-pw"
+TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.secret-token-sig"
+REFRESH = "refresh-secret-value"
+
+
+@pytest.fixture
+async def base_url() -> AsyncIterator[str]:
+    calls: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        calls.append(request.path)
+        if request.path.endswith("/login"):
+            return web.json_response(
+                {"email": "The provided credentials are incorrect"}, status=401
+            )
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+def test_keyword_configuration_and_defaults() -> None:
+    iris = Iris360Client("https://iris.example.com", token="t", tenant="libelium", scope="/")
+    config = iris._config
+    assert isinstance(config, ClientConfig)
+    assert config.api_root == "https://iris.example.com/api/public/v1"
+    assert (iris.tenant, iris.scope) == ("libelium", "/")
+    assert config.timeout == Timeout()
+    assert config.max_retries == 3
+    assert config.connection_limit == 100
+    assert config.user_agent == f"iris360-async/{iris360_async.__version__}"
+    assert config.verify_ssl is True
+    assert config.paths == EndpointPaths()
+    assert iris._transport.policy == RetryPolicy(max_retries=3)
+
+
+def test_retry_policy_argument() -> None:
+    policy = RetryPolicy(max_retries=5, base=0.1, cap=2.0)
+    iris = Iris360Client("http://h", retry_policy=policy, _environ={})
+    assert iris._transport.policy == policy
+    assert iris._config.max_retries == 5
+    both = Iris360Client("http://h", retry_policy=policy, max_retries=1, _environ={})
+    assert both._transport.policy == policy.replace(max_retries=1)
+    copy = both.with_options(max_retries=9)
+    assert copy._transport.policy == policy.replace(max_retries=9)
+
+
+def test_timeout_accepts_a_number_or_a_timeout() -> None:
+    assert Iris360Client("http://h", timeout=5)._config.timeout == Timeout(total=5.0)
+    custom = Timeout(connect=1, read=2, total=3, deadline=10)
+    assert Iris360Client("http://h", timeout=custom)._config.timeout is custom
+    with pytest.raises(TypeError):
+        Iris360Client("http://h", timeout="slow")  # type: ignore[arg-type]
+
+
+def test_bad_arguments_raise_before_any_request() -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        Iris360Client(_environ={})
+    with pytest.raises(ValueError, match="http"):
+        Iris360Client("iris.example.com", _environ={})
+    with pytest.raises(ValueError, match="go together"):
+        Iris360Client("http://h", username="u", _environ={})
+    with pytest.raises(ValueError, match="max_retries"):
+        Iris360Client("http://h", max_retries=-1, _environ={})
+    with pytest.raises(TypeError, match="session"):
+        Iris360Client("http://h", session=object(), _environ={})  # type: ignore[arg-type]
+
+
+def test_every_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "IRIS360_BASE_URL": "https://env.example.com",
+        "IRIS360_USERNAME": "env@example.com",
+        "IRIS360_PASSWORD": PASSWORD,
+        "IRIS360_TOKEN": TOKEN,
+        "IRIS360_REFRESH_TOKEN": REFRESH,
+        "IRIS360_TENANT": "envtenant",
+        "IRIS360_SCOPE": "/env",
+        "IRIS360_TIMEOUT": "12.5",
+        "IRIS360_MAX_RETRIES": "7",
+        "IRIS360_CONNECTION_LIMIT": "9",
+        "IRIS360_USER_AGENT": "env-agent",
+        "IRIS360_LOGIN_PATH": "/auth/login",
+        "IRIS360_REFRESH_PATH": "/auth/refresh",
+        "IRIS360_IMPORT_FILE_PATH": "/devices/import",
+        "IRIS360_CONNECTOR_MODELS_PATH": "/connectors/{id}/models",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    config = Iris360Client()._config
+    assert config.base_url == "https://env.example.com"
+    assert (config.username, config.password) == ("env@example.com", PASSWORD)
+    assert (config.token, config.refresh_token) == (TOKEN, REFRESH)
+    assert (config.tenant, config.scope) == ("envtenant", "/env")
+    assert config.timeout == Timeout(total=12.5)
+    assert (config.max_retries, config.connection_limit) == (7, 9)
+    assert config.user_agent == "env-agent"
+    assert config.paths == EndpointPaths(
+        login="/auth/login", refresh="/auth/refresh", import_file="/devices/import",
+        connector_models="/connectors/{id}/models",
+    )
+
+
+def test_explicit_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRIS360_BASE_URL", "https://env.example.com")
+    monkeypatch.setenv("IRIS360_TENANT", "envtenant")
+    monkeypatch.setenv("IRIS360_MAX_RETRIES", "7")
+    monkeypatch.setenv("IRIS360_TIMEOUT", "12.5")
+    monkeypatch.setenv("IRIS360_LOGIN_PATH", "/auth/login")
+    iris = Iris360Client(
+        "https://arg.example.com", tenant="argtenant", max_retries=0, timeout=3,
+        paths=EndpointPaths(login="/sign-in"),
+    )
+    config = iris._config
+    assert config.base_url == "https://arg.example.com"
+    assert config.tenant == "argtenant"
+    assert config.max_retries == 0
+    assert config.timeout == Timeout(total=3.0)
+    assert config.paths.login == "/sign-in"
+
+
+def test_invalid_environment_number_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRIS360_MAX_RETRIES", "lots")
+    with pytest.raises(ValueError, match="IRIS360_MAX_RETRIES"):
+        Iris360Client("http://h")
+
+
+def test_require_tenant_scope() -> None:
+    iris = Iris360Client("http://h", tenant="libelium", scope="/", _environ={})
+    assert iris.require_tenant_scope(None, None) == ("libelium", "/")
+    assert iris.require_tenant_scope("other", "/x") == ("other", "/x")
+    bare = Iris360Client("http://h", _environ={})
+    assert bare.require_tenant_scope("t", "/") == ("t", "/")
+    with pytest.raises(ValueError, match="tenant and scope required"):
+        bare.require_tenant_scope(None, None)
+    with pytest.raises(ValueError, match="scope required"):
+        bare.require_tenant_scope("t", None)
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+async def test_session_created_on_enter_and_closed_on_exit(base_url: str) -> None:
+    iris = Iris360Client(base_url, token="t")
+    assert iris._transport.pool.session is None
+    async with iris:
+        session = iris._transport.pool.session
+        assert session is not None
+        assert not session.closed
+        await iris._transport.request("GET", "/x")
+    assert session.closed
+    assert iris.closed
+    await iris.aclose()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        await iris._transport.request("GET", "/x")
+
+
+async def test_session_is_created_lazily_without_async_with(base_url: str) -> None:
+    iris = Iris360Client(base_url, token="t")
+    try:
+        await iris._transport.request("GET", "/x")
+        assert iris._transport.pool.session is not None
+    finally:
+        await iris.aclose()
+    assert iris._transport.pool.session is not None
+    assert iris._transport.pool.session.closed
+
+
+async def test_caller_owned_session_is_used_and_never_closed(base_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with Iris360Client(base_url, token="t", session=session) as iris:
+            await iris._transport.request("GET", "/x")
+            assert iris._transport.pool.session is session
+        assert not session.closed
+        await iris.aclose()
+        assert not session.closed
+
+
+async def test_unclosed_client_warns_without_io() -> None:
+    iris = Iris360Client("http://127.0.0.1:1", token="t")
+    async with aiohttp.ClientSession():  # a loop is running; create the client's session
+        iris._transport.pool.get()
+    with pytest.warns(ResourceWarning, match="unclosed Iris360Client"):
+        iris.__del__()
+    await iris.aclose()
+    assert not iris._transport.pool.needs_close
+
+
+async def test_never_used_client_does_not_warn() -> None:
+    iris = Iris360Client("http://h", token="t")
+    del iris
+    gc.collect()  # filterwarnings=error would turn a warning into a failure here
+
+
+async def test_with_options_shares_session_tokens_gate_and_budget(base_url: str) -> None:
+    async with Iris360Client(base_url, token="t", tenant="a", scope="/") as iris:
+        patient = iris.with_options(timeout=300, max_retries=6, tenant="b")
+        assert patient._config.timeout == Timeout(total=300.0)
+        assert patient._config.max_retries == 6
+        assert patient._transport.policy.max_retries == 6
+        assert (patient.tenant, patient.scope) == ("b", "/")
+        assert (iris.tenant, iris._config.max_retries) == ("a", 3)
+        for name in ("pool", "tokens", "gate", "budget", "clock"):
+            assert getattr(patient._transport, name) is getattr(iris._transport, name), name
+        await patient._transport.request("GET", "/x")
+        assert patient._transport.pool.session is iris._transport.pool.session
+        assert iris.stats.requests == 1  # counters are shared too
+        await patient.aclose()  # the copy never closes the shared session
+        assert not iris._transport.pool.session.closed  # type: ignore[union-attr]
+        await iris._transport.request("GET", "/x")
+    assert patient.closed
+
+
+def test_with_options_rejects_unknown_or_shared_settings() -> None:
+    iris = Iris360Client("http://h", token="t")
+    with pytest.raises(TypeError, match="base_url"):
+        iris.with_options(base_url="http://other")
+    with pytest.raises(TypeError, match="password"):
+        iris.with_options(password="x")
+
+
+def test_repr_shows_only_base_url_tenant_scope() -> None:
+    iris = Iris360Client(
+        "http://h", username="u@x", password=PASSWORD, token=TOKEN, refresh_token=REFRESH,
+        tenant="libelium", scope="/",
+    )
+    assert repr(iris) == "Iris360Client(base_url='http://h', tenant='libelium', scope='/')"
+    for text in (repr(iris), str(iris), repr(iris._config), str(iris._config),
+                 repr(iris._transport.tokens), repr(iris.stats)):
+        for secret in (PASSWORD, TOKEN, REFRESH):
+            assert secret not in text
+
+
+async def test_failed_login_error_carries_no_secret(base_url: str) -> None:
+    async with Iris360Client(base_url, username="u@x", password=PASSWORD) as iris:
+        with pytest.raises(AuthenticationError) as info:
+            await iris._transport.request("GET", "/x")
+        again = pytest.raises(AuthenticationError)
+        with again as info2:
+            await iris._transport.request("GET", "/x")
+    for exc in (info.value, info2.value):
+        blob = str(exc) + repr(exc) + repr(exc.__dict__) + repr(pickle.loads(pickle.dumps(exc)))
+        assert PASSWORD not in blob
+
+
+# -- resource namespaces ---------------------------------------------------------------------------
+
+
+def test_namespaces_are_attached_lazily_once_per_client() -> None:
+    iris = Iris360Client("http://h", token="t")
+    for name in ("devices", "entities", "timeseries", "connectors", "auth"):
+        assert name not in iris.__dict__
+        resource = getattr(iris, name)
+        assert getattr(iris, name) is resource
+        assert resource._client is iris
+    copy = iris.with_options(max_retries=0)
+    assert copy.devices is not iris.devices
+    assert copy.devices._client is copy
+
+
+# -- public surface and errors -------------------------------------------------------------------
+
+
+def test_public_exports() -> None:
+    expected = {
+        "Iris360Client", "Timeout", "EndpointPaths", "ClientConfig", "RetryPolicy",
+        "__version__", "Iris360Error", "APIConnectionError", "APITimeoutError",
+        "APIStatusError", "BadRequestError", "AuthenticationError", "PermissionDeniedError",
+        "NotFoundError", "UnprocessableEntityError", "RateLimitError", "InternalServerError",
+        "ResponseDecodeError",
+    }
+    assert expected <= set(iris360_async.__all__)
+    for name in iris360_async.__all__:
+        assert hasattr(iris360_async, name), name
+    assert iris360_async.__version__ == "0.1.0"
+    assert Iris360Client.__module__ == "iris360_async"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 500, 503])
+def test_status_errors_pickle_round_trip(status: int) -> None:
+    exc = status_error_class(status)(
+        "GET /x -> boom", status=status, method="GET", url="http://h/x",
+        body={"message": "boom"}, text='{"message": "boom"}', headers={"X-A": "1"},
+    )
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is type(exc)
+    assert str(back) == str(exc)
+    for attr in ("status", "method", "url", "body", "text", "headers", "server_message"):
+        assert getattr(back, attr) == getattr(exc, attr), attr
+
+
+def test_other_errors_pickle_round_trip() -> None:
+    errors: list[Iris360Error] = [
+        RateLimitError("slow down", retry_after=3.5, status=429, method="GET", url="u"),
+        APIConnectionError("refused", method="POST", url="u", request_sent=False),
+        APITimeoutError("late", method="GET", url="u", request_sent=True),
+        ResponseDecodeError("bad", method="GET", url="u", status=200, path="$[0].rows", text="x"),
+    ]
+    for exc in errors:
+        back: Any = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc)
+        assert back.__dict__ == exc.__dict__
+        assert str(back) == str(exc)
+    assert isinstance(errors[0], APIStatusError)
