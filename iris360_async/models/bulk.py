@@ -1,0 +1,249 @@
+"""Outcomes and reports of bulk command jobs (``devices.send_commands`` / ``stream_commands``).
+
+Every serial read from a job's input ends with exactly one :class:`CommandOutcome` whose
+:class:`CommandStatus` is one of:
+
+========== ================================================================================
+``sent``     the server answered ``{"data": "Command sent!!"}`` for that device
+``rejected`` ``{"errors": "You cannot send any of: …"}``: nothing was sent to that device
+``failed``   any other item body, or the server refused the whole request before acting
+``unknown``  the chunk's fate is ambiguous: the device may or may not have the command
+``skipped``  not sent by this job on purpose: duplicate in the input, already settled in the
+             journal, or the job stopped before the serial's chunk was sent
+========== ================================================================================
+
+A :class:`CommandReport` keeps the outcomes compactly: ``sent`` serials as plain strings,
+``skipped`` serials as strings plus a shared detail, full :class:`CommandOutcome` objects only
+for ``rejected``/``failed``/``unknown`` (:attr:`CommandReport.failures`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import Enum
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "CommandOutcome",
+    "CommandReport",
+    "CommandStatus",
+    "ProgressStats",
+]
+
+
+class CommandStatus(str, Enum):
+    """What happened to one serial of a bulk command job."""
+
+    SENT = "sent"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATUSES: tuple[CommandStatus, ...] = tuple(CommandStatus)
+FAILURE_STATUSES: frozenset[CommandStatus] = frozenset(
+    {CommandStatus.REJECTED, CommandStatus.FAILED, CommandStatus.UNKNOWN}
+)
+
+
+class CommandOutcome(msgspec.Struct, frozen=True, gc=False):
+    """The outcome of one serial.
+
+    Attributes:
+        serial: the device serial as sent (surrounding whitespace stripped); for an input item
+            that is not a string, its ``repr``.
+        status: one of :class:`CommandStatus`.
+        detail: a human-readable reason for anything but ``sent`` (``None`` for ``sent``).
+        raw: the item's ``original`` body from the server, or the exception that settled the
+            chunk; ``None`` when there is nothing more to show.
+    """
+
+    serial: str
+    status: CommandStatus
+    detail: str | None = None
+    raw: Any = None
+
+
+class ProgressStats(msgspec.Struct, frozen=True):
+    """A snapshot handed to ``on_progress`` (at most every ``progress_interval`` seconds and
+    once more when the job ends).
+
+    Attributes:
+        elapsed: seconds since the job started.
+        read: serials read from the input so far (duplicates included).
+        settled: serials with an outcome so far.
+        counts: settled serials per status (all five keys always present).
+        in_flight_chunks: chunks whose request is on the wire right now.
+        requests: requests made so far (retries included).
+        rate: settled serials per second since the start.
+        done: ``True`` on the final call.
+        stopped_reason: why the job stopped early, when it did.
+    """
+
+    elapsed: float
+    read: int
+    settled: int
+    counts: dict[str, int]
+    in_flight_chunks: int
+    requests: int
+    rate: float
+    done: bool = False
+    stopped_reason: str | None = None
+
+
+class CommandReport:
+    """The result of a bulk command job.
+
+    Attributes:
+        total: serials read from the input, duplicates included (blank lines are not serials).
+            Serials the job never read (it stopped early) are not counted.
+        counts: serials per status; all five keys always present and summing to ``total``.
+        failures: every ``rejected``, ``failed`` and ``unknown`` outcome, in settling order.
+        sent: the serials that ended ``sent``, in settling order.
+        elapsed: seconds the job ran.
+        requests: requests made (retries included).
+        chunks: chunks dispatched to the server.
+        retried_chunks: re-sends of ``unknown`` chunks (``retry_unknown``).
+        stopped_reason: ``None`` when the job read its whole input; otherwise why it stopped
+            (``"cancelled"``, ``"deadline"``, ``"max_failures"``, ``"authentication: …"``,
+            ``"error: …"``).
+    """
+
+    __slots__ = (
+        "_index",
+        "_skipped",
+        "_skipped_detail",
+        "chunks",
+        "counts",
+        "elapsed",
+        "failures",
+        "requests",
+        "retried_chunks",
+        "sent",
+        "stopped_reason",
+        "total",
+    )
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.counts: dict[str, int] = {s.value: 0 for s in STATUSES}
+        self.failures: list[CommandOutcome] = []
+        self.sent: list[str] = []
+        self._skipped: list[str] = []
+        self._skipped_detail: list[str] = []
+        self.elapsed = 0.0
+        self.requests = 0
+        self.chunks = 0
+        self.retried_chunks = 0
+        self.stopped_reason: str | None = None
+        self._index: dict[str, CommandOutcome] | None = None
+
+    # -- building (engine side) --------------------------------------------------------------
+
+    def _add(self, outcome: CommandOutcome) -> None:
+        status = outcome.status
+        self.counts[status._value_] += 1
+        if status is CommandStatus.SENT:
+            self.sent.append(outcome.serial)
+        elif status is CommandStatus.SKIPPED:
+            self._skipped.append(outcome.serial)
+            self._skipped_detail.append(outcome.detail or "")
+        else:
+            self.failures.append(outcome)
+        self._index = None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def throughput(self) -> float:
+        """Serials the job dispatched (everything except ``skipped``) per second."""
+        if self.elapsed <= 0:
+            return 0.0
+        return (self.total - self.counts["skipped"]) / self.elapsed
+
+    @property
+    def completed(self) -> bool:
+        """Whether the job read its whole input (it was not stopped early)."""
+        return self.stopped_reason is None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the job completed and every serial not skipped ended ``sent``."""
+        return self.completed and not self.failures
+
+    @property
+    def skipped(self) -> list[CommandOutcome]:
+        """Every ``skipped`` outcome with its reason, in settling order."""
+        return [
+            CommandOutcome(s, CommandStatus.SKIPPED, d or None)
+            for s, d in zip(self._skipped, self._skipped_detail, strict=True)
+        ]
+
+    def serials(self, status: CommandStatus | str) -> list[str]:
+        """The serials that ended with ``status``, in settling order."""
+        status = CommandStatus(status)
+        if status is CommandStatus.SENT:
+            return list(self.sent)
+        if status is CommandStatus.SKIPPED:
+            return list(self._skipped)
+        return [o.serial for o in self.failures if o.status is status]
+
+    def outcomes(self, status: CommandStatus | str | None = None) -> Iterator[CommandOutcome]:
+        """Every outcome (or those with ``status``), grouped by status."""
+        wanted = None if status is None else CommandStatus(status)
+        if wanted in (None, CommandStatus.SENT):
+            for serial in self.sent:
+                yield CommandOutcome(serial, CommandStatus.SENT)
+        if wanted is None:
+            yield from self.failures
+        elif wanted in (CommandStatus.REJECTED, CommandStatus.FAILED, CommandStatus.UNKNOWN):
+            yield from (o for o in self.failures if o.status is wanted)
+        if wanted in (None, CommandStatus.SKIPPED):
+            yield from self.skipped
+
+    def outcome(self, serial: str) -> CommandOutcome | None:
+        """The outcome of ``serial`` (the first one, for a duplicated serial), or ``None``.
+
+        The first call builds an index over every outcome (one dict entry per serial).
+        """
+        if self._index is None:
+            index: dict[str, CommandOutcome] = {}
+            for o in self.outcomes():
+                if o.serial not in index or index[o.serial].status is CommandStatus.SKIPPED:
+                    index[o.serial] = o
+            self._index = index
+        return self._index.get(serial)
+
+    def to_dict(self, *, include_sent: bool = False) -> dict[str, Any]:
+        """A JSON-friendly summary (``failures`` in full; ``sent`` serials on request)."""
+        data: dict[str, Any] = {
+            "total": self.total,
+            "counts": dict(self.counts),
+            "elapsed": round(self.elapsed, 6),
+            "throughput": round(self.throughput, 3),
+            "requests": self.requests,
+            "chunks": self.chunks,
+            "retried_chunks": self.retried_chunks,
+            "stopped_reason": self.stopped_reason,
+            "failures": [
+                {"serial": o.serial, "status": o.status.value, "detail": o.detail}
+                for o in self.failures
+            ],
+        }
+        if include_sent:
+            data["sent"] = list(self.sent)
+        return data
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={v}" for k, v in self.counts.items())
+        stop = f", stopped_reason={self.stopped_reason!r}" if self.stopped_reason else ""
+        return (
+            f"CommandReport(total={self.total}, {counts}, elapsed={self.elapsed:.3f}s"
+            f"{stop})"
+        )
