@@ -1,0 +1,185 @@
+"""The time-series fan-out through the real client against the emulator (127.0.0.1 sockets):
+batched concurrent requests give what one big ``client.timeseries.get`` call gives."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from iris360_async import Iris360Client
+from iris360_async._retry import ManualClock
+from iris360_async._timeseries_query import plan_batches, query_timeseries
+from iris360_async.models.timeseries import (
+    TimeSeriesAggregation,
+    TimeSeriesOptions,
+    TimeSeriesRequest,
+    TimeSeriesResponse,
+)
+from iris360_async.models.tsquery import TimeSeriesResult
+from iris360_async.testing import FaultProfile, Iris360Emulator
+
+EmulatorFactory = Callable[..., Awaitable[Iris360Emulator]]
+
+DEVICES = [f"urn:ngsi-ld:Device:SN{i:06d}" for i in range(1, 13)] + ["urn:ngsi-ld:Device:UNKNOWN"]
+MEASURES = ["temperature", "humidity", "battery", "no_such_measure"]
+
+
+@asynccontextmanager
+async def client_for(emu: Iris360Emulator, **kwargs: Any) -> AsyncIterator[Iris360Client]:
+    async with Iris360Client(
+        emu.base_url,
+        username=emu.username,
+        password=emu.password,
+        tenant=emu.tenant,
+        scope=emu.scope,
+        _clock=ManualClock(),
+        **kwargs,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def emu(iris360_emulator_factory: EmulatorFactory) -> Iris360Emulator:
+    return await iris360_emulator_factory(devices=12, seed=5)
+
+
+def plain(
+    source: TimeSeriesResult | list[TimeSeriesResponse],
+) -> dict[tuple[str, str], list[tuple[datetime, Any]]]:
+    series = (
+        source.series()
+        if isinstance(source, TimeSeriesResult)
+        else [s for r in source for s in r.time_series]
+    )
+    return {
+        (s.device_id, s.measure_id): sorted((v.timestamp, v.value) for v in s.values)
+        for s in series
+    }
+
+
+WINDOWS: list[dict[str, Any]] = [
+    {"limit": 5},
+    {"limit": 7, "order": "asc"},
+    {"start": datetime(2025, 1, 1, 3), "end": datetime(2025, 1, 1, 9), "limit": 50},
+    {
+        "start": datetime(2025, 1, 1),
+        "end": datetime(2025, 1, 2),
+        "aggregation": TimeSeriesAggregation("mean", "PT3H"),
+    },
+]
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+async def test_fan_out_equals_one_big_request(emu: Iris360Emulator, window: dict[str, Any]) -> None:
+    async with client_for(emu) as client:
+        order = window.get("order") or ("asc" if "start" in window else "desc")
+        options: dict[str, Any] = {"order": order}
+        for ours, wire in (("start", "start_date"), ("end", "end_date")):
+            if ours in window:
+                options[wire] = window[ours]
+        for key in ("limit", "aggregation"):
+            if key in window:
+                options[key] = window[key]
+        big = await client.timeseries.get(
+            [TimeSeriesRequest(DEVICES, MEASURES, TimeSeriesOptions(**options))]
+        )
+        calls_before = emu.stats.requests["timeseries"]
+        result = await query_timeseries(
+            client.timeseries.get,
+            DEVICES,
+            MEASURES,
+            tenant=emu.tenant,
+            scope=emu.scope,
+            batch_size=5,
+            concurrency=3,
+            **window,
+        )
+    assert plain(result) == plain(big)
+    assert len(result) > 0
+    n_batches = len(plan_batches(DEVICES, MEASURES, 5))
+    assert emu.stats.requests["timeseries"] - calls_before == n_batches
+    expected_missing = [(d, m) for d in DEVICES for m in MEASURES if (d, m) not in plain(big)]
+    assert result.missing == expected_missing
+    assert ("urn:ngsi-ld:Device:UNKNOWN", "temperature") in result.missing
+    assert "urn:ngsi-ld:Device:UNKNOWN" in result.missing_devices
+    assert result.complete
+
+
+async def test_latest_n_by_default(emu: Iris360Emulator) -> None:
+    async with client_for(emu) as client:
+        result = await query_timeseries(
+            client.timeseries.get,
+            DEVICES[:2],
+            ["temperature"],
+            tenant=emu.tenant,
+            scope=emu.scope,
+            limit=3,
+        )
+        newest = await client.timeseries.get(
+            [
+                TimeSeriesRequest(
+                    DEVICES[:1], ["temperature"], TimeSeriesOptions(limit=1, order="desc")
+                )
+            ]
+        )
+    series = result[(DEVICES[0], "temperature")]
+    stamps = [v.timestamp for v in series.values]
+    assert stamps == sorted(stamps, reverse=True)  # newest first
+    assert stamps[0] == newest[0].time_series[0].values[0].timestamp
+
+
+async def test_relative_start(emu: Iris360Emulator) -> None:
+    async with client_for(emu) as client:
+        result = await query_timeseries(
+            client.timeseries.get,
+            DEVICES[:3],
+            ["battery"],
+            tenant=emu.tenant,
+            scope=emu.scope,
+            start=timedelta(hours=2),
+            limit=1000,
+        )
+    counts = {len(s.values) for s in result.series()}
+    assert len(result) == 3
+    assert 11 <= min(counts) <= max(counts) <= 13  # one point every 10 minutes over two hours
+
+
+async def test_retryable_faults_do_not_change_the_result(emu: Iris360Emulator) -> None:
+    async with client_for(emu, max_retries=10) as client:
+        big = await client.timeseries.get(
+            [TimeSeriesRequest(DEVICES, MEASURES, TimeSeriesOptions(limit=4, order="desc"))]
+        )
+        emu.set_faults(
+            FaultProfile(error_rate=0.3, error_status=503, rate_limit_rate=0.2, retry_after=1),
+            endpoint="timeseries",
+        )
+        result = await query_timeseries(
+            client.timeseries.get,
+            DEVICES,
+            MEASURES,
+            tenant=emu.tenant,
+            scope=emu.scope,
+            limit=4,
+            batch_size=2,
+            concurrency=6,
+        )
+    assert plain(result) == plain(big)
+    assert emu.stats.responses["timeseries"][503] > 0
+
+
+async def test_client_query_method_uses_the_fan_out(emu: Iris360Emulator) -> None:
+    async with client_for(emu) as client:
+        big = await client.timeseries.get(
+            [TimeSeriesRequest(DEVICES, MEASURES, TimeSeriesOptions(limit=3, order="desc"))]
+        )
+        calls_before = emu.stats.requests["timeseries"]
+        result = await client.timeseries.query(DEVICES, MEASURES, limit=3, batch_size=8)
+    assert plain(result) == plain(big)
+    assert emu.stats.requests["timeseries"] - calls_before == len(
+        plan_batches(DEVICES, MEASURES, 8)
+    )
+    assert all(r.options.tenant == emu.tenant for r in result.requests)
