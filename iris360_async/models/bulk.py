@@ -111,8 +111,9 @@ class CommandReport:
         chunks: chunks dispatched to the server.
         retried_chunks: re-sends of ``unknown`` chunks (``retry_unknown``).
         stopped_reason: ``None`` when the job read its whole input; otherwise why it stopped
-            (``"cancelled"``, ``"deadline"``, ``"max_failures"``, ``"authentication: …"``,
-            ``"error: …"``).
+            (``"cancelled"``, ``"deadline"``, ``"max_failures"``, ``"authentication failed"``,
+            ``"error: <ExceptionType>"`` for an unexpected error of the sender, the input or a
+            callback).
     """
 
     __slots__ = (

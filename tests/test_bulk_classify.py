@@ -1,0 +1,290 @@
+"""Pure parts of the bulk engine: outcome classification and chunk planning."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iris360_async import errors
+from iris360_async._bulk import (
+    ChunkPlanner,
+    body_base_size,
+    classify_chunk,
+    classify_exception,
+    classify_item,
+    plan_chunks,
+    serial_size,
+)
+from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus
+
+SENT = CommandStatus.SENT
+REJECTED = CommandStatus.REJECTED
+FAILED = CommandStatus.FAILED
+UNKNOWN = CommandStatus.UNKNOWN
+
+
+class Item(msgspec.Struct):
+    original: Any
+    headers: dict[str, Any] = {}
+    exception: Any = None
+
+
+# -- items ------------------------------------------------------------------------------------
+
+
+def test_status_values_are_exactly_the_five() -> None:
+    assert [s.value for s in CommandStatus] == ["sent", "rejected", "failed", "unknown", "skipped"]
+    assert CommandStatus("sent") is SENT
+    assert SENT == "sent"
+    assert str(SENT) == "sent"
+
+
+@pytest.mark.parametrize(
+    ("original", "status"),
+    [
+        ({"data": "Command sent!!"}, SENT),
+        ({"data": "Command sent!!", "extra": 1}, SENT),
+        ({"data": "Command sent!!", "errors": []}, SENT),
+        ({"errors": "You cannot send any of: w_ota"}, REJECTED),
+        ({"errors": "You cannot send any of: a, b"}, REJECTED),
+        ({"errors": [{"id": "x", "error": "NotFound"}], "success": []}, FAILED),
+        ({"errors": "Something else"}, FAILED),
+        ({"data": "Command sent!!", "errors": "You cannot send any of: w_ota"}, REJECTED),
+        ("cURL error 28: Operation timed out", FAILED),
+        ("Device not found: X", FAILED),
+        (None, FAILED),
+        (42, FAILED),
+        ([], FAILED),
+        ({}, FAILED),
+        ({"data": "Command queued"}, UNKNOWN),
+        ({"data": None}, UNKNOWN),
+    ],
+)
+def test_classify_item(original: Any, status: CommandStatus) -> None:
+    got, detail = classify_item(original)
+    assert got is status
+    if status is SENT:
+        assert detail is None
+    else:
+        assert detail
+
+
+def test_rejected_detail_is_the_server_message() -> None:
+    assert classify_item({"errors": "You cannot send any of: w_ota"}) == (
+        REJECTED,
+        "You cannot send any of: w_ota",
+    )
+
+
+def test_failed_string_detail_keeps_the_text() -> None:
+    status, detail = classify_item("Device not found: SN1")
+    assert status is FAILED
+    assert detail == "Device not found: SN1"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=10,
+)
+
+
+@given(json_values)
+def test_classify_item_is_total(original: Any) -> None:
+    status, detail = classify_item(original)
+    assert status in (SENT, REJECTED, FAILED, UNKNOWN)
+    assert (detail is None) == (status is SENT)
+
+
+@given(st.lists(st.sampled_from(["ok", "rej", "bad", None]), max_size=30))
+def test_classify_chunk_keeps_order_and_length(kinds: list[str | None]) -> None:
+    bodies = {
+        "ok": {"data": "Command sent!!"},
+        "rej": {"errors": "You cannot send any of: w_ota"},
+        "bad": "broker timeout",
+        None: None,
+    }
+    serials = [f"S{i}" for i in range(len(kinds))]
+    outcomes, whole_unknown = classify_chunk(serials, [Item(bodies[k]) for k in kinds])
+    assert not whole_unknown
+    assert [o.serial for o in outcomes] == serials
+    expected = {"ok": SENT, "rej": REJECTED, "bad": FAILED, None: FAILED}
+    assert [o.status for o in outcomes] == [expected[k] for k in kinds]
+    for o, k in zip(outcomes, kinds, strict=True):
+        if k != "ok":
+            assert o.raw == bodies[k]
+
+
+@pytest.mark.parametrize("n_items", [0, 2, 4])
+def test_length_mismatch_makes_the_chunk_unknown(n_items: int) -> None:
+    serials = ["A", "B", "C"]
+    outcomes, whole_unknown = classify_chunk(serials, [Item({"data": "Command sent!!"})] * n_items)
+    assert whole_unknown
+    assert [o.status for o in outcomes] == [UNKNOWN] * 3
+    assert all(f"{n_items} items for 3 serials" in (o.detail or "") for o in outcomes)
+
+
+# -- exceptions -------------------------------------------------------------------------------
+
+
+def _status(cls: type[errors.APIStatusError], status: int, **kw: Any) -> errors.APIStatusError:
+    return cls(
+        "boom", status=status, method="POST", url="http://x/devices/sendCommandsBulk",
+        body={"message": "nope"}, **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "stop", "retryable"),
+    [
+        (errors.APITimeoutError("read timeout", request_sent=True), UNKNOWN, False, True),
+        (errors.APIConnectionError("reset", request_sent=True), UNKNOWN, False, True),
+        (errors.APIConnectionError("refused", request_sent=False), FAILED, False, False),
+        (errors.APITimeoutError("connect timeout", request_sent=False), FAILED, False, False),
+        (_status(errors.InternalServerError, 500), UNKNOWN, False, True),
+        (_status(errors.InternalServerError, 503), UNKNOWN, False, True),
+        (_status(errors.PermissionDeniedError, 403), UNKNOWN, False, False),
+        (errors.ResponseDecodeError("bad json", status=207), UNKNOWN, False, True),
+        (_status(errors.BadRequestError, 400), FAILED, False, False),
+        (_status(errors.NotFoundError, 404), FAILED, False, False),
+        (_status(errors.UnprocessableEntityError, 422), FAILED, False, False),
+        (_status(errors.RateLimitError, 429, retry_after=1.0), FAILED, False, False),
+        (_status(errors.AuthenticationError, 401), FAILED, True, False),
+        (_status(errors.APIStatusError, 409), UNKNOWN, False, False),
+        (RuntimeError("bug"), UNKNOWN, True, False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_classify_exception(
+    exc: BaseException, status: CommandStatus, stop: bool, retryable: bool
+) -> None:
+    verdict = classify_exception(exc)
+    assert verdict.status is status
+    assert verdict.stop is stop
+    assert verdict.retryable is retryable
+    assert verdict.detail
+    if status is FAILED and not stop:
+        assert verdict.detail.startswith("not sent")
+
+
+def test_exception_detail_carries_server_message_not_token() -> None:
+    exc = _status(errors.InternalServerError, 500)
+    detail = classify_exception(exc).detail
+    assert "500" in detail
+    assert "nope" in detail
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+serial_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=20
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(serial_text, max_size=200), st.integers(1, 17))
+def test_plan_chunks_by_count(serials: list[str], chunk_size: int) -> None:
+    chunks = list(plan_chunks(serials, chunk_size))
+    assert [s for c in chunks for s in c] == serials
+    assert all(1 <= len(c) <= chunk_size for c in chunks)
+    # only the last chunk may be short
+    assert all(len(c) == chunk_size for c in chunks[:-1])
+
+
+@settings(max_examples=200)
+@given(st.lists(serial_text, max_size=200), st.integers(1, 17), st.integers(0, 300))
+def test_plan_chunks_by_body_size(serials: list[str], chunk_size: int, extra: int) -> None:
+    commands = {"w_ota": True, "w_name": "x"}
+    base = body_base_size(commands)
+    longest = max((serial_size(s) for s in serials), default=2)
+    limit = base + longest + extra
+    chunks = list(plan_chunks(serials, chunk_size, limit, base))
+    assert [s for c in chunks for s in c] == serials
+    for c in chunks:
+        assert 1 <= len(c) <= chunk_size
+        body = msgspec.json.encode({"device_serials": c, **commands})
+        assert len(body) <= limit
+    # greedy: a chunk is closed only when the next serial would not fit (or it is full)
+    for c, nxt in itertools.pairwise(chunks):
+        if len(c) < chunk_size:
+            body = msgspec.json.encode({"device_serials": [*c, nxt[0]], **commands})
+            assert len(body) > limit
+
+
+def test_plan_chunks_refuses_a_serial_that_cannot_fit() -> None:
+    base = body_base_size({"w_ota": True})
+    with pytest.raises(ValueError, match="does not fit"):
+        list(plan_chunks(["A" * 50], 10, base + 10, base))
+
+
+def test_planner_pending_and_flush() -> None:
+    planner = ChunkPlanner(3)
+    assert planner.add("a") is None
+    assert planner.add("b") is None
+    assert planner.pending() == ["a", "b"]
+    assert planner.add("c") == ["a", "b", "c"]
+    assert planner.flush() is None
+    planner.add("d")
+    assert planner.flush() == ["d"]
+    with pytest.raises(ValueError, match="chunk_size"):
+        ChunkPlanner(0)
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def test_report_compact_storage_and_views() -> None:
+    report = CommandReport()
+    for o in [
+        CommandOutcome("A", SENT),
+        CommandOutcome("B", REJECTED, "You cannot send any of: w_ota"),
+        CommandOutcome("C", CommandStatus.SKIPPED, "duplicate serial in input"),
+        CommandOutcome("D", UNKNOWN, "timed out"),
+        CommandOutcome("E", SENT),
+    ]:
+        report.total += 1
+        report._add(o)
+    assert report.counts == {"sent": 2, "rejected": 1, "failed": 0, "unknown": 1, "skipped": 1}
+    assert report.sent == ["A", "E"]
+    assert [o.serial for o in report.failures] == ["B", "D"]
+    assert report.serials("skipped") == ["C"]
+    assert report.serials(UNKNOWN) == ["D"]
+    assert report.outcome("C") == CommandOutcome(
+        "C", CommandStatus.SKIPPED, "duplicate serial in input"
+    )
+    assert report.outcome("A") == CommandOutcome("A", SENT)
+    assert report.outcome("Z") is None
+    assert sorted(o.serial for o in report.outcomes()) == ["A", "B", "C", "D", "E"]
+    assert not report.ok
+    assert report.to_dict()["counts"]["sent"] == 2
+    assert "sent=2" in repr(report)
+    report.elapsed = 2.0
+    assert report.throughput == 2.0  # 4 dispatched serials / 2 s
+
+
+def test_outcome_is_picklable_and_frozen() -> None:
+    o = CommandOutcome("A", FAILED, "x", {"errors": "y"})
+    assert pickle.loads(pickle.dumps(o)) == o
+    with pytest.raises(AttributeError):
+        o.serial = "B"  # type: ignore[misc]
+
+
+@settings(max_examples=100)
+@given(st.lists(st.text(max_size=6), max_size=3000))
+def test_compact_hash_set_behaves_like_a_set(keys: list[str]) -> None:
+    from iris360_async._bulk import _HashSet
+
+    compact = _HashSet(bits=2)  # tiny tables: growth happens often
+    reference: set[str] = set()
+    for key in keys:
+        assert compact.add_new(key) is (key not in reference)
+        reference.add(key)
+        assert key in compact
+    assert len(compact) == len(reference)
+    assert all(k in compact for k in reference)
