@@ -1,0 +1,132 @@
+"""iris360-async: an asyncio SDK for the IRIS360 public API.
+
+Import everything from here::
+
+    from iris360_async import Iris360Client, Timeout, NotFoundError
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ._bulk import CommandDispatcher
+from ._client import Iris360Client
+from ._config import ClientConfig, EndpointPaths, Timeout
+from ._pagination import AsyncPaginator, PageResult
+from ._retry import RetryPolicy
+from ._timeseries_query import query_timeseries
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InternalServerError,
+    Iris360Error,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    UnprocessableEntityError,
+)
+from .models import (
+    BatchFailure,
+    BulkCommandItemResult,
+    CommandOutcome,
+    CommandReport,
+    CommandStatus,
+    Device,
+    DeviceMainEntity,
+    DeviceType,
+    Entity,
+    EntityAttribute,
+    EntityCommand,
+    EntityProperty,
+    EntityRelationship,
+    ImportResult,
+    MappingSchema,
+    Organization,
+    OutConnector,
+    Page,
+    ProgressStats,
+    SimpleOutConnector,
+    TimeScope,
+    TimeScopeAdjustment,
+    TimeSeries,
+    TimeSeriesAggregation,
+    TimeSeriesOptions,
+    TimeSeriesRequest,
+    TimeSeriesResponse,
+    TimeSeriesResult,
+    TimeSeriesRow,
+    TimeSeriesValue,
+    TokenPair,
+    UnknownEntityAttribute,
+    WhereClause,
+)
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncPaginator",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchFailure",
+    "BulkCommandItemResult",
+    "ClientConfig",
+    "CommandDispatcher",
+    "CommandOutcome",
+    "CommandReport",
+    "CommandStatus",
+    "Device",
+    "DeviceMainEntity",
+    "DeviceType",
+    "EndpointPaths",
+    "Entity",
+    "EntityAttribute",
+    "EntityCommand",
+    "EntityProperty",
+    "EntityRelationship",
+    "ImportResult",
+    "InternalServerError",
+    "Iris360Client",
+    "Iris360Error",
+    "MappingSchema",
+    "NotFoundError",
+    "Organization",
+    "OutConnector",
+    "Page",
+    "PageResult",
+    "PermissionDeniedError",
+    "ProgressStats",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "SimpleOutConnector",
+    "TimeScope",
+    "TimeScopeAdjustment",
+    "TimeSeries",
+    "TimeSeriesAggregation",
+    "TimeSeriesOptions",
+    "TimeSeriesRequest",
+    "TimeSeriesResponse",
+    "TimeSeriesResult",
+    "TimeSeriesRow",
+    "TimeSeriesValue",
+    "Timeout",
+    "TokenPair",
+    "UnknownEntityAttribute",
+    "UnprocessableEntityError",
+    "WhereClause",
+    "__version__",
+    "query_timeseries",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("iris360_async."):
+        with contextlib.suppress(AttributeError, TypeError):
+            _obj.__module__ = "iris360_async"
+del _name, _obj, contextlib

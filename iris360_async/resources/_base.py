@@ -1,0 +1,63 @@
+"""What every resource class shares: the client, its transport and its configuration."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+from ..errors import ResponseDecodeError, shorten
+
+if TYPE_CHECKING:
+    from .._client import Iris360Client
+    from .._transport import RawResponse
+
+__all__ = ["APIResource", "decode_response"]
+
+T = TypeVar("T")
+
+_PATH_IN_MESSAGE = re.compile(r" - at `(\$[^`]*)`$")
+
+
+class APIResource:
+    """Base of the resource namespaces (``client.devices`` …).
+
+    Args:
+        client: the owning client; requests go through ``client._transport``.
+    """
+
+    def __init__(self, client: Iris360Client) -> None:
+        self._client = client
+        self._transport = client._transport
+        self._config = client._config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._client!r})"
+
+
+def decode_response(response: RawResponse, decode: Callable[[bytes], T], name: str) -> T:
+    """``decode(response.content)``, turning msgspec errors into :class:`ResponseDecodeError`.
+
+    Args:
+        response: the 2xx response.
+        decode: the decoding function (a ``msgspec.json.Decoder.decode`` or a lenient helper).
+        name: what the body should be, for the message (``"list[EntityAttribute]"``).
+    """
+    try:
+        return decode(response.content)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        reason = str(exc)
+        match = _PATH_IN_MESSAGE.search(reason)
+        path = urlsplit(response.url).path or "/"
+        raise ResponseDecodeError(
+            f"{response.method} {path} -> {response.status}: the response does not match "
+            f"{name}: {reason}",
+            method=response.method,
+            url=response.url,
+            status=response.status,
+            path=match.group(1) if match else "$",
+            text=shorten(response.content.decode("utf-8", "replace"), 200),
+        ) from None

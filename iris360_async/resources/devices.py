@@ -1,0 +1,461 @@
+"""``client.devices``: device list, bulk commands and the file import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from pathlib import Path
+from typing import IO, Any, TypeAlias
+
+import aiohttp
+import anyio
+import msgspec
+
+from .._bulk import CancelCallback, CommandDispatcher, ProgressCallback
+from .._pagination import AsyncPaginator, FetchPage
+from .._validation import (
+    validate_commands,
+    validate_page_size,
+    validate_serials,
+)
+from ..models.bulk import CommandOutcome, CommandReport, CommandStatus
+from ..models.common import Page
+from ..models.devices import (
+    BulkCommandItemResult,
+    Device,
+    DevicePaginationRequest,
+    ImportResult,
+)
+from ._base import APIResource, decode_response
+
+__all__ = ["DEVICE_ORDER_COLUMNS", "BulkSender", "DevicesResource", "FileInput"]
+
+PAGINATE_PATH = "/devices/paginate"
+SEND_COMMANDS_BULK_PATH = "/devices/sendCommandsBulk"
+
+DEVICE_ORDER_COLUMNS = ("id", "name", "serial", "created_at", "updated_at", "case_id")
+"""Columns devices can be ordered by (``order_by="name"`` or ``"devices.name"``). The server
+uses the value as a raw column and answers an unknown one with a 500, so others are refused."""
+
+_ORDER_BY = {name: f"devices.{name}" for name in DEVICE_ORDER_COLUMNS}
+_ORDER_BY.update({f"devices.{name}": f"devices.{name}" for name in DEVICE_ORDER_COLUMNS})
+
+BulkSender = Callable[[list[str]], Awaitable[list[BulkCommandItemResult]]]
+"""``send(serials)``: one ``sendCommandsBulk`` call with a fixed command set."""
+
+FileInput: TypeAlias = str | os.PathLike[str] | bytes | IO[bytes]
+"""A path, the file's bytes or an open binary file."""
+
+_DEVICE_PAGE = msgspec.json.Decoder(Page[Device])
+_BULK_RESULTS = msgspec.json.Decoder(list[BulkCommandItemResult])
+_ENCODER = msgspec.json.Encoder()
+_ANY = msgspec.json.Decoder()
+
+
+def _device_order_column(order_by: object) -> str:
+    if not isinstance(order_by, str):
+        raise TypeError(f"order_by must be a string, got {type(order_by).__name__}")
+    column = _ORDER_BY.get(order_by)
+    if column is None:
+        raise ValueError(
+            f"order_by must be one of {', '.join(DEVICE_ORDER_COLUMNS)} "
+            f"(optionally prefixed with 'devices.'), got {order_by!r}"
+        )
+    return column
+
+
+def _optional_str(name: str, value: object) -> str | msgspec.UnsetType:
+    if value is None:
+        return msgspec.UNSET
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _decode_bulk_results(content: bytes) -> list[BulkCommandItemResult]:
+    """The 207 array. Elements that are not ``{headers, original, exception}`` envelopes
+    (no ``original`` key, or not an object) are kept whole as ``original``."""
+    try:
+        items = _BULK_RESULTS.decode(content)
+    except msgspec.ValidationError:
+        pass
+    else:
+        if all(item.original is not msgspec.UNSET for item in items):
+            return items
+    raw = _ANY.decode(content)
+    if not isinstance(raw, list):
+        raise msgspec.ValidationError("Expected `array`, got `" + type(raw).__name__ + "`")
+    out: list[BulkCommandItemResult] = []
+    for element in raw:
+        if isinstance(element, dict) and "original" in element:
+            headers = element.get("headers")
+            out.append(
+                BulkCommandItemResult(
+                    headers=headers if isinstance(headers, (dict, list)) else None,
+                    original=element["original"],
+                    exception=element.get("exception"),
+                )
+            )
+        else:
+            out.append(BulkCommandItemResult(original=element))
+    return out
+
+
+def _bulk_prefix_and_tail(commands: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    encoded = _ENCODER.encode(commands)  # b'{"w_ota":true}'
+    return b'{"device_serials":', b"," + encoded[1:]
+
+
+class DevicesResource(APIResource):
+    """Devices: ``POST /devices/paginate``, ``POST /devices/sendCommandsBulk`` and the file
+    import."""
+
+    # -- list ---------------------------------------------------------------------------------
+
+    def page_fetcher(
+        self,
+        *,
+        order_by: str = "id",
+        descending: bool = False,
+        search: str | None = None,
+        realtime_properties: Sequence[str] | None = None,
+    ) -> FetchPage[Device]:
+        """The ``fetch(page, page_size) -> Page[Device]`` callable :meth:`paginate` uses.
+
+        Arguments are checked here, before any request.
+        """
+        column = _device_order_column(order_by)
+        if not isinstance(descending, bool):
+            raise TypeError("descending must be a bool")
+        search_value = _optional_str("search", search)
+        realtime: list[str] | msgspec.UnsetType = msgspec.UNSET
+        if realtime_properties is not None:
+            if isinstance(realtime_properties, str):
+                raise TypeError("realtime_properties must be a list of names, not a string")
+            realtime = list(realtime_properties)
+            for name in realtime:
+                if not isinstance(name, str) or not name:
+                    raise ValueError("realtime_properties must contain non-empty strings")
+        transport = self._transport
+
+        async def fetch(page: int, page_size: int) -> Page[Device]:
+            body = DevicePaginationRequest(
+                paginationSize=page_size,
+                page=page,
+                orderBy=column,
+                orderDirection=descending,
+                search=search_value,
+                realtimeProperties=realtime,
+            )
+            response = await transport.request("POST", PAGINATE_PATH, json=body, retry="read")
+            return decode_response(response, _DEVICE_PAGE.decode, "Page[Device]")
+
+        return fetch
+
+    def paginate(
+        self,
+        *,
+        page_size: int = 100,
+        order_by: str = "id",
+        descending: bool = False,
+        search: str | None = None,
+        realtime_properties: Sequence[str] | None = None,
+        start_page: int = 1,
+        max_items: int | None = None,
+        prefetch: int = 4,
+    ) -> AsyncPaginator[Device]:
+        """Every device the user may list, as :class:`~iris360_async.models.Device` structs.
+
+        Args:
+            page_size: devices per request (1-10000).
+            order_by: ``id``, ``name``, ``serial``, ``created_at``, ``updated_at`` or
+                ``case_id`` (or the same prefixed with ``devices.``). Order by a unique column
+                (``id``, ``serial``) so pages do not overlap.
+            descending: reverse order.
+            search: case-insensitive match on name, serial, case id, type name and attributes.
+            realtime_properties: attribute names to embed (``Device.entity_properties``).
+            start_page: 1-based page to start at (resume with ``paginator.next_page``).
+            max_items: stop after this many devices.
+            prefetch: page requests kept in flight.
+
+        Example:
+            >>> async for device in iris.devices.paginate(page_size=500):
+            ...     print(device.serial)
+        """
+        size = validate_page_size(page_size)
+        fetch = self.page_fetcher(
+            order_by=order_by,
+            descending=descending,
+            search=search,
+            realtime_properties=realtime_properties,
+        )
+        return AsyncPaginator(
+            fetch, page_size=size, start_page=start_page, max_items=max_items, prefetch=prefetch
+        )
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def send_commands_bulk(
+        self, serials: Sequence[str], commands: Mapping[str, Any]
+    ) -> list[BulkCommandItemResult]:
+        """One raw ``sendCommandsBulk`` call: ``commands`` to every serial.
+
+        The server answers one item per serial, in order; see
+        :class:`~iris360_async.models.BulkCommandItemResult` for reading them. The call is not
+        idempotent and is repeated automatically only when the server provably did not act.
+        For large fleets use ``send_commands`` (chunking, concurrency, per-device outcomes).
+
+        Args:
+            serials: device serials (a list, not a single string).
+            commands: command name -> value, e.g. ``{"w_ota": True}``.
+
+        Raises:
+            TypeError, ValueError: bad arguments (nothing is sent).
+        """
+        items = validate_serials(serials)
+        checked = validate_commands(commands)
+        return await self.bulk_sender(checked)(items)
+
+    def bulk_sender(self, commands: Mapping[str, Any]) -> BulkSender:
+        """A fast ``send(serials)`` callable for one command set (the bulk engine's hot path).
+
+        ``commands`` is checked and encoded once; each call only encodes the serials. The
+        serials themselves are not checked by the callable.
+
+        Raises:
+            TypeError, ValueError: bad ``commands``.
+        """
+        prefix, tail = _bulk_prefix_and_tail(validate_commands(commands))
+        request = self._transport.request
+        encode = _ENCODER.encode
+
+        async def send(serials: list[str]) -> list[BulkCommandItemResult]:
+            response = await request(
+                "POST", SEND_COMMANDS_BULK_PATH, content=prefix + encode(serials) + tail,
+                retry="write",
+            )
+            return decode_response(
+                response, _decode_bulk_results, "list[BulkCommandItemResult]"
+            )
+
+        return send
+
+    def _dispatcher(
+        self,
+        commands: Mapping[str, Any],
+        *,
+        chunk_size: int,
+        concurrency: int,
+        max_body_bytes: int | None,
+        max_rate: float | None,
+        retry_unknown: int,
+        retry_backoff: float,
+        deadline: float | None,
+        deadline_grace: float | None,
+        max_failures: int | None,
+        dedupe: bool,
+        journal: str | os.PathLike[str] | None,
+        resend: Collection[CommandStatus | str],
+        journal_force: bool,
+        journal_fsync: bool,
+        on_progress: ProgressCallback | None,
+        progress_interval: float,
+        on_cancel: CancelCallback | None,
+    ) -> CommandDispatcher:
+        checked = validate_commands(commands)
+        return CommandDispatcher(
+            self.bulk_sender(checked),
+            checked,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            max_body_bytes=max_body_bytes,
+            max_rate=max_rate,
+            retry_unknown=retry_unknown,
+            retry_backoff=retry_backoff,
+            deadline=deadline,
+            deadline_grace=deadline_grace,
+            max_failures=max_failures,
+            dedupe=dedupe,
+            journal=None if journal is None else os.fspath(journal),
+            resend=resend,
+            journal_force=journal_force,
+            journal_fsync=journal_fsync,
+            on_progress=on_progress,
+            progress_interval=progress_interval,
+            on_cancel=on_cancel,
+        )
+
+    async def send_commands(
+        self,
+        serials: Iterable[str] | AsyncIterable[str],
+        commands: Mapping[str, Any],
+        *,
+        chunk_size: int = 100,
+        concurrency: int = 16,
+        max_body_bytes: int | None = None,
+        max_rate: float | None = None,
+        retry_unknown: int = 0,
+        retry_backoff: float = 1.0,
+        deadline: float | None = None,
+        deadline_grace: float | None = 0.0,
+        max_failures: int | None = None,
+        dedupe: bool = True,
+        journal: str | os.PathLike[str] | None = None,
+        resend: Collection[CommandStatus | str] = (),
+        journal_force: bool = False,
+        journal_fsync: bool = False,
+        on_progress: ProgressCallback | None = None,
+        progress_interval: float = 0.1,
+        on_cancel: CancelCallback | None = None,
+    ) -> CommandReport:
+        """Send ``commands`` to every serial: chunked, concurrent, one outcome per serial.
+
+        ``serials`` may be any iterable or async iterable (a list, a generator, the lines of a
+        file); at most about ``concurrency x chunk_size`` of them are held at once. Every
+        serial ends ``sent``, ``rejected``, ``failed``, ``unknown`` or ``skipped``; see
+        :class:`~iris360_async.models.CommandReport`. The options are those of the bulk
+        engine (:class:`iris360_async._bulk.CommandDispatcher`): ``chunk_size`` serials per
+        request, ``concurrency`` requests in flight, ``journal`` (a JSON-lines file making the
+        job resumable without sending any command twice), ``deadline`` and
+        ``deadline_grace`` in seconds, ``max_failures``, ``on_progress`` ….
+
+        Raises:
+            TypeError, ValueError: bad ``commands`` or options (nothing is sent).
+
+        Example:
+            >>> report = await iris.devices.send_commands(serials, {"w_ota": True},
+            ...                                           chunk_size=100, concurrency=16)
+            >>> report.counts["sent"]
+        """
+        dispatcher = self._dispatcher(
+            commands, chunk_size=chunk_size, concurrency=concurrency,
+            max_body_bytes=max_body_bytes, max_rate=max_rate, retry_unknown=retry_unknown,
+            retry_backoff=retry_backoff, deadline=deadline, deadline_grace=deadline_grace,
+            max_failures=max_failures, dedupe=dedupe, journal=journal, resend=resend,
+            journal_force=journal_force, journal_fsync=journal_fsync, on_progress=on_progress,
+            progress_interval=progress_interval, on_cancel=on_cancel,
+        )
+        return await dispatcher.run(serials)
+
+    def stream_commands(
+        self,
+        serials: Iterable[str] | AsyncIterable[str],
+        commands: Mapping[str, Any],
+        *,
+        chunk_size: int = 100,
+        concurrency: int = 16,
+        max_body_bytes: int | None = None,
+        max_rate: float | None = None,
+        retry_unknown: int = 0,
+        retry_backoff: float = 1.0,
+        deadline: float | None = None,
+        deadline_grace: float | None = 0.0,
+        max_failures: int | None = None,
+        dedupe: bool = True,
+        journal: str | os.PathLike[str] | None = None,
+        resend: Collection[CommandStatus | str] = (),
+        journal_force: bool = False,
+        journal_fsync: bool = False,
+        on_progress: ProgressCallback | None = None,
+        progress_interval: float = 0.1,
+        on_cancel: CancelCallback | None = None,
+    ) -> AsyncGenerator[CommandOutcome, None]:
+        """Like :meth:`send_commands`, yielding each serial's outcome as its chunk settles.
+
+        ``commands`` and the options are checked at once, before anything is sent.
+
+        Example:
+            >>> async for outcome in iris.devices.stream_commands(serials, {"w_ota": True}):
+            ...     print(outcome.serial, outcome.status)
+        """
+        dispatcher = self._dispatcher(
+            commands, chunk_size=chunk_size, concurrency=concurrency,
+            max_body_bytes=max_body_bytes, max_rate=max_rate, retry_unknown=retry_unknown,
+            retry_backoff=retry_backoff, deadline=deadline, deadline_grace=deadline_grace,
+            max_failures=max_failures, dedupe=dedupe, journal=journal, resend=resend,
+            journal_force=journal_force, journal_fsync=journal_fsync, on_progress=on_progress,
+            progress_interval=progress_interval, on_cancel=on_cancel,
+        )
+        return dispatcher.stream(serials)
+
+    # -- import -------------------------------------------------------------------------------
+
+    async def import_file(
+        self,
+        file: FileInput,
+        *,
+        filename: str | None = None,
+        content_type: str = "text/csv",
+    ) -> ImportResult:
+        """Upload a device file (multipart, part ``file``) to ``config.paths.import_file``.
+
+        The endpoint's path, file format and answer are not documented; the path is
+        configurable (``EndpointPaths.import_file``) and the answer is returned as
+        :class:`~iris360_async.models.ImportResult`.
+
+        Args:
+            file: a path, the file's bytes or an open binary file (read completely, once).
+            filename: name sent with the part (default: the path's name, else ``import.csv``).
+            content_type: the part's content type.
+        """
+        data, default_name = await _read_file(file)
+        name = filename if filename is not None else default_name
+        if not isinstance(name, str) or not name:
+            raise ValueError("filename must be a non-empty string")
+        if not isinstance(content_type, str) or not content_type:
+            raise ValueError("content_type must be a non-empty string")
+
+        def form() -> aiohttp.FormData:
+            fd = aiohttp.FormData()
+            fd.add_field("file", data, filename=name, content_type=content_type)
+            return fd
+
+        response = await self._transport.request(
+            "POST", self._config.paths.import_file, form=form, retry="write"
+        )
+        return _import_result(response.status, response.content)
+
+
+async def _read_file(file: FileInput) -> tuple[bytes, str]:
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        return bytes(file), "import.csv"
+    if isinstance(file, (str, os.PathLike)):
+        path = Path(os.fspath(file))
+        data = await anyio.Path(path).read_bytes()
+        return data, path.name
+    read = getattr(file, "read", None)
+    if read is None:
+        raise TypeError(
+            f"file must be a path, bytes or a binary file object, got {type(file).__name__}"
+        )
+    data = await anyio.to_thread.run_sync(read)
+    if isinstance(data, str):
+        raise TypeError("file must be opened in binary mode ('rb')")
+    raw_name = getattr(file, "name", None)
+    name = os.path.basename(raw_name) if isinstance(raw_name, str) and raw_name else "import.csv"
+    return bytes(data), name
+
+
+def _import_result(status: int, content: bytes) -> ImportResult:
+    text = content.decode("utf-8", "replace")
+    try:
+        data: Any = _ANY.decode(content) if content.strip() else None
+    except msgspec.DecodeError:
+        data = text
+    message: str | None = None
+    if isinstance(data, str):
+        message = data
+    elif isinstance(data, dict):
+        value = data.get("message")
+        if isinstance(value, str):
+            message = value
+    return ImportResult(status=status, message=message, data=data)

@@ -1,0 +1,184 @@
+"""``client.timeseries``: historic values of entity attributes (``POST /timeseries``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+from .._timeseries_query import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, query_timeseries
+from .._validation import validate_aggregation, validate_limit
+from ..errors import ResponseDecodeError
+from ..models.timeseries import (
+    TimeScope,
+    TimeSeriesAggregation,
+    TimeSeriesOptions,
+    TimeSeriesRequest,
+    TimeSeriesResponse,
+    decode_timeseries_responses,
+)
+from ..models.tsquery import TimeSeriesResult
+from ._base import APIResource, decode_response
+
+__all__ = ["TimeseriesResource"]
+
+TIMESERIES_PATH = "/timeseries"
+
+
+def _check_options(index: int, options: TimeSeriesOptions) -> None:
+    where = f"requests[{index}].options"
+    if options.limit is not msgspec.UNSET:
+        try:
+            validate_limit(options.limit)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+    if options.order not in (msgspec.UNSET, None, "asc", "desc"):
+        raise ValueError(f"{where}.order must be 'asc' or 'desc', got {options.order!r}")
+    aggregation = options.aggregation
+    if aggregation is not msgspec.UNSET and aggregation is not None:
+        try:
+            validate_aggregation(aggregation.type, aggregation.interval)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}.aggregation: {exc}") from None
+
+
+class TimeseriesResource(APIResource):
+    """Time series: ``POST /timeseries``."""
+
+    def prepare(self, requests: Sequence[TimeSeriesRequest]) -> list[TimeSeriesRequest]:
+        """The requests as they will be sent: checked, ``tenant``/``scope`` filled in.
+
+        A request whose ``options`` leave ``tenant`` or ``scope`` unset gets the client's
+        default (the server needs both in every request).
+
+        Raises:
+            TypeError, ValueError: an empty list, a non-request item, an unusable option, or a
+                missing tenant/scope with no client default.
+        """
+        if isinstance(requests, TimeSeriesRequest):
+            raise TypeError("requests must be a list of TimeSeriesRequest, not a single one")
+        items = list(requests)
+        if not items:
+            raise ValueError("requests must not be empty")
+        prepared: list[TimeSeriesRequest] = []
+        for index, request in enumerate(items):
+            if not isinstance(request, TimeSeriesRequest):
+                raise TypeError(
+                    f"requests[{index}] must be a TimeSeriesRequest, got {type(request).__name__}"
+                )
+            options = request.options
+            for name in ("device_ids", "measure_ids"):
+                ids = getattr(request, name)
+                if not all(isinstance(i, str) and i for i in ids):
+                    raise ValueError(f"requests[{index}].{name} must contain non-empty strings")
+            if not request.device_ids and options.where in (msgspec.UNSET, None):
+                raise ValueError(
+                    f"requests[{index}].device_ids may be empty only with options.where"
+                )
+            _check_options(index, options)
+            if options.tenant is msgspec.UNSET or options.scope is msgspec.UNSET:
+                tenant, scope = self._client.require_tenant_scope(
+                    None if options.tenant is msgspec.UNSET else options.tenant,
+                    None if options.scope is msgspec.UNSET else options.scope,
+                )
+                options = msgspec.structs.replace(options, tenant=tenant, scope=scope)
+                request = msgspec.structs.replace(request, options=options)
+            prepared.append(request)
+        return prepared
+
+    async def get(self, requests: Sequence[TimeSeriesRequest]) -> list[TimeSeriesResponse]:
+        """Run time-series requests in one call; one response per request, same order.
+
+        Each request is evaluated for every (device, measure) pair; ``limit`` and aggregation
+        apply per pair. Pairs without data are simply absent (no error). The call uses the
+        client's ``timeseries_timeout`` (the server may take up to 180 s).
+
+        Args:
+            requests: see :class:`~iris360_async.models.TimeSeriesRequest`; ``tenant`` and
+                ``scope`` default to the client's.
+
+        Raises:
+            TypeError, ValueError: bad requests (nothing is sent).
+            ResponseDecodeError: the answer is not one response per request.
+
+        Example:
+            >>> [resp] = await iris.timeseries.get([TimeSeriesRequest(
+            ...     ["urn:ngsi-ld:Device:D1"], ["temperature"],
+            ...     TimeSeriesOptions(order="desc", limit=10))])
+        """
+        prepared = self.prepare(requests)
+        response = await self._transport.request(
+            "POST",
+            TIMESERIES_PATH,
+            json=prepared,
+            retry="read",
+            timeout=self._config.timeseries_timeout,
+        )
+        results = decode_response(
+            response, decode_timeseries_responses, "list[TimeSeriesResponse]"
+        )
+        if len(results) != len(prepared):
+            raise ResponseDecodeError(
+                f"{response.method} {TIMESERIES_PATH} -> {response.status}: expected "
+                f"{len(prepared)} responses (one per request), got {len(results)}",
+                method=response.method,
+                url=response.url,
+                status=response.status,
+                path="$",
+                text="",
+            )
+        return results
+
+    async def query(
+        self,
+        device_ids: Iterable[str],
+        measure_ids: Iterable[str],
+        *,
+        tenant: str | None = None,
+        scope: str | None = None,
+        start: datetime | timedelta | str | None = None,
+        end: datetime | timedelta | str | None = None,
+        limit: int | None = None,
+        order: Literal["asc", "desc"] | None = None,
+        aggregation: TimeSeriesAggregation | tuple[str, str | timedelta] | None = None,
+        period: Sequence[TimeScope] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        requests_per_call: int = 1,
+        raise_on_error: bool = True,
+    ) -> TimeSeriesResult:
+        """Many devices x measures as concurrent batched :meth:`get` calls, merged.
+
+        ``tenant``/``scope`` default to the client's. The other arguments are those of
+        :func:`iris360_async._timeseries_query.query_timeseries`: ``start``/``end`` as
+        ``datetime`` (naive = UTC), ``timedelta`` (now minus) or ISO 8601 string; ``limit``
+        points per (device, measure) pair; ``order`` (default ``desc`` without ``start``,
+        ``asc`` with it); ``aggregation`` as a struct or ``(type, interval)``; ``batch_size``
+        pairs per request; ``concurrency`` calls in flight.
+
+        Raises:
+            TypeError, ValueError: bad arguments (nothing is sent).
+
+        Example:
+            >>> result = await iris.timeseries.query(devices, ["temperature"], limit=10)
+        """
+        tenant_value, scope_value = self._client.require_tenant_scope(tenant, scope)
+        return await query_timeseries(
+            self.get,
+            device_ids,
+            measure_ids,
+            tenant=tenant_value,
+            scope=scope_value,
+            start=start,
+            end=end,
+            limit=limit,
+            order=order,
+            aggregation=aggregation,
+            period=period,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            requests_per_call=requests_per_call,
+            raise_on_error=raise_on_error,
+        )
