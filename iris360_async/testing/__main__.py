@@ -1,0 +1,94 @@
+"""``python -m iris360_async.testing``: run the emulator until interrupted.
+
+Prints the base URL and the credentials it accepts (or one JSON line with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from .config import LatencyModel
+from .emulator import Iris360Emulator
+from .faults import FaultProfile
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m iris360_async.testing", description="Run the IRIS360 emulator."
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8360, help="0 picks a free port")
+    p.add_argument("--devices", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--username", default=None)
+    p.add_argument("--password", default=None)
+    p.add_argument("--tenant", default=None)
+    p.add_argument("--scope", default=None)
+    p.add_argument("--token-ttl", type=float, default=300.0, help="seconds")
+    p.add_argument("--latency-base", type=float, default=0.0, help="seconds per request")
+    p.add_argument("--latency-per-item", type=float, default=0.0, help="seconds per item")
+    p.add_argument("--latency-jitter", type=float, default=0.0, help="seconds")
+    p.add_argument("--capacity", type=int, default=None, help="requests processed at once")
+    p.add_argument("--error-rate", type=float, default=0.0, help="5xx before processing")
+    p.add_argument("--rate-limit-rate", type=float, default=0.0, help="429 with Retry-After")
+    p.add_argument("--drop-rate", type=float, default=0.0, help="responses lost after processing")
+    p.add_argument("--no-ota-fraction", type=float, default=0.05)
+    p.add_argument("--json", action="store_true", help="print one JSON line with the settings")
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    settings: dict[str, object] = {}
+    for name in ("username", "password", "tenant", "scope"):
+        value = getattr(args, name)
+        if value is not None:
+            settings[name] = value
+    faults = FaultProfile(
+        error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate, drop_rate=args.drop_rate
+    )
+    emu = Iris360Emulator(
+        host=args.host, port=args.port, devices=args.devices, seed=args.seed,
+        token_ttl=args.token_ttl, capacity=args.capacity, no_ota_fraction=args.no_ota_fraction,
+        latency=LatencyModel(args.latency_base, args.latency_per_item, args.latency_jitter),
+        faults=faults if faults.active else None, **settings,  # type: ignore[arg-type]
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with emu:
+        if args.json:
+            print(json.dumps({
+                "base_url": emu.base_url, "api_url": emu.api_url, "username": emu.username,
+                "password": emu.password, "tenant": emu.tenant, "scope": emu.scope,
+                "devices": emu.fleet.device_count,
+            }), flush=True)
+        else:
+            print(f"IRIS360 emulator serving {emu.base_url}", flush=True)
+            print(f"  API root: {emu.api_url}")
+            print(f"  username: {emu.username}")
+            print(f"  password: {emu.password}")
+            print(f"  tenant:   {emu.tenant}")
+            print(f"  scope:    {emu.scope}")
+            print(f"  devices:  {emu.fleet.device_count}")
+            print("Press Ctrl+C to stop.", flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Settings of an emulator: fleet size, credentials, token lifetimes, latency, paths."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .faults import FaultProfile
+
+__all__ = ["EmulatorConfig", "EmulatorPaths", "LatencyModel"]
+
+DEFAULT_SERIES_START = int(datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp())
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Simulated processing time of one request, in seconds.
+
+    A request with ``n`` items (bulk targets, time-series pairs, imported rows, page rows for
+    lists) takes ``base + per_item * n`` plus a uniform random ``[0, jitter)``; the wait happens
+    while the request holds one of the emulator's ``capacity`` slots.
+
+    Attributes:
+        base: fixed time per request, seconds.
+        per_item: additional time per item, seconds (the real server handles bulk targets one by
+            one, one context-broker round trip each).
+        jitter: upper bound of the random extra time, seconds.
+    """
+
+    base: float = 0.0
+    per_item: float = 0.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.per_item < 0 or self.jitter < 0:
+            raise ValueError("LatencyModel times must not be negative")
+
+    @property
+    def zero(self) -> bool:
+        """Whether requests are answered without any simulated delay."""
+        return self.base == 0 and self.per_item == 0 and self.jitter == 0
+
+
+@dataclass(frozen=True)
+class EmulatorPaths:
+    """Paths (under the API prefix) of the endpoints whose public path is not verified.
+
+    Mirrors the client's ``EndpointPaths``; any object with these four attributes is accepted.
+    """
+
+    login: str = "/login"
+    refresh: str = "/refresh-token"
+    import_file: str = "/devices/importFile"
+    connector_models: str = "/connectors/out/{id}/models"
+
+    @classmethod
+    def coerce(cls, value: Any) -> EmulatorPaths:
+        """An ``EmulatorPaths`` from ``None``, an ``EmulatorPaths`` or a look-alike object."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        return cls(
+            login=value.login,
+            refresh=value.refresh,
+            import_file=value.import_file,
+            connector_models=value.connector_models,
+        )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if not getattr(self, f.name).startswith("/"):
+                raise ValueError(f"EmulatorPaths.{f.name} must start with '/'")
+        if "{id}" not in self.connector_models:
+            raise ValueError("EmulatorPaths.connector_models must contain '{id}'")
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything an emulator is built from; see :class:`~.Iris360Emulator` for the meaning.
+
+    Times are in seconds; ``series_start`` is seconds since the epoch. With
+    ``require_accept_json`` the emulator behaves like Laravel toward clients that do not send
+    ``Accept: application/json``: an unauthenticated call answers 500 ``{"message": "Server
+    Error"}`` (the redirect to a ``login`` route that does not exist fails) and a validation
+    failure redirects (302) instead of answering 422.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    devices: int = 100
+    seed: int = 1
+    username: str = "operator@iris360.test"
+    password: str = field(default="emulator-password", repr=False)
+    tenant: str = "libelium"
+    scope: str = "/"
+    user_id: int = 17
+    no_ota_fraction: float = 0.05
+    extra_entities: int = 12
+    connectors: int = 10
+    token_ttl: float = 300.0
+    refresh_ttl: float = 86_400.0
+    series_start: int = DEFAULT_SERIES_START
+    series_interval: int = 600
+    clock_start: float | None = None
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    capacity: int | None = None
+    faults: FaultProfile | None = None
+    fault_seed: int | None = None
+    auth_rate_limit: int | None = None
+    require_accept_json: bool = False
+    api_prefix: str = "/api/public/v1"
+    paths: EmulatorPaths = field(default_factory=EmulatorPaths)
+
+    def __post_init__(self) -> None:
+        if self.devices < 0:
+            raise ValueError("devices must not be negative")
+        if not 0.0 <= self.no_ota_fraction <= 1.0:
+            raise ValueError("no_ota_fraction must be between 0 and 1")
+        if self.token_ttl <= 0 or self.refresh_ttl <= 0:
+            raise ValueError("token lifetimes must be positive")
+        if self.series_interval < 1:
+            raise ValueError("series_interval must be at least one second")
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError("capacity must be at least 1 (or None for unlimited)")
+        if self.auth_rate_limit is not None and self.auth_rate_limit < 1:
+            raise ValueError("auth_rate_limit must be at least 1 (or None)")
+        if not self.api_prefix.startswith("/") or self.api_prefix.endswith("/"):
+            raise ValueError("api_prefix must start with '/' and not end with '/'")
+        object.__setattr__(self, "paths", EmulatorPaths.coerce(self.paths))
