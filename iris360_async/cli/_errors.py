@@ -1,0 +1,95 @@
+"""How the command line turns exceptions into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    Iris360Error,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+)
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliError",
+    "describe_error",
+    "redact",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """An error the command line reports itself: one message, one exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def _where(method: str | None, url: str | None) -> str:
+    parts = [p for p in (method, url) if p]
+    return " ".join(parts)
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """The message (without the ``iris360: error:`` prefix) and exit code for ``exc``."""
+    if isinstance(exc, CliError):
+        return exc.message, exc.exit_code
+    if isinstance(exc, AuthenticationError):
+        detail = exc.server_message or "credentials refused"
+        return (
+            f"authentication failed (HTTP 401): {detail}; check the username and "
+            "IRIS360_PASSWORD, or the token",
+            EXIT_USAGE,
+        )
+    if isinstance(exc, PermissionDeniedError):
+        detail = exc.server_message or "permission denied"
+        return f"permission denied (HTTP 403) on {_where(exc.method, exc.url)}: {detail}", (
+            EXIT_USAGE
+        )
+    if isinstance(exc, RateLimitError):
+        wait = f"; retry after {exc.retry_after:g} s" if exc.retry_after is not None else ""
+        return f"rate limited (HTTP 429) on {_where(exc.method, exc.url)}{wait}", EXIT_FAILED
+    if isinstance(exc, APIStatusError):
+        detail = exc.server_message or exc.message
+        return f"HTTP {exc.status} from {_where(exc.method, exc.url)}: {detail}", EXIT_FAILED
+    if isinstance(exc, APITimeoutError):
+        return f"timed out: {_where(exc.method, exc.url) or exc.message}", EXIT_USAGE
+    if isinstance(exc, APIConnectionError):
+        return f"cannot connect to the server: {exc.message}", EXIT_USAGE
+    if isinstance(exc, ResponseDecodeError):
+        at = f" at {exc.path}" if exc.path else ""
+        return (
+            f"unexpected response from {_where(exc.method, exc.url)}{at}: {exc.message}",
+            EXIT_FAILED,
+        )
+    if isinstance(exc, Iris360Error):
+        return exc.message, EXIT_FAILED
+    if isinstance(exc, (ValueError, TypeError)):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, OSError):
+        name = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{':' + name if name else ''}", EXIT_USAGE
+    return f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", EXIT_FAILED
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret (of 4 characters or more) replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,126 @@
+"""``iris360 devices send-commands``: the plan (``--dry-run``) or the job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
+from ._job import run_job, write_job_summary
+from ._output import Output
+from ._progress import JobProgress, progress_enabled
+from ._serials import JobPlan, open_serials, parse_assignments, plan_job
+
+if TYPE_CHECKING:
+    from ._commands import Context
+    from ._runtime import Interrupt
+
+__all__ = ["journal_settled", "send_commands"]
+
+
+def journal_settled(path: str, commands: dict[str, Any]) -> frozenset[str]:
+    """Serials a journal already settled for ``commands`` (read only; nothing is written).
+
+    Raises:
+        CliError: the file is not a journal, or belongs to a job with other commands.
+    """
+    from .. import _journal
+
+    file = Path(path)
+    if not file.exists():
+        return frozenset()
+    previous: dict[str, str] = {}
+    try:
+        data = file.read_bytes()
+        data = data[: data.rfind(b"\n") + 1]
+        _journal._load(file, data, _journal.commands_digest(commands), False, previous)
+    except OSError as exc:
+        raise CliError(f"cannot read journal {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return frozenset(previous)
+
+
+def _write_plan(out: Output, plan: JobPlan, source: str) -> None:
+    if out.format != "table":
+        out.record(plan.as_record(), title="plan")
+        return
+    import json
+
+    from rich.table import Table
+
+    table = Table(title="dry run: nothing is sent", title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("serials read", f"{plan.serials:,} from {source}")
+    table.add_row(
+        "duplicates",
+        f"{plan.duplicates:,}"
+        + (f" (e.g. {', '.join(plan.first_duplicates[:3])})" if plan.duplicates else ""),
+    )
+    table.add_row("already settled in journal", f"{plan.already_settled:,}")
+    table.add_row("to send", f"{plan.to_send:,}")
+    table.add_row("commands", json.dumps(plan.commands))
+    table.add_row("chunk size", f"{plan.chunk_size:,}")
+    table.add_row("chunks / requests", f"{plan.requests:,}")
+    table.add_row("concurrency", f"{plan.concurrency:,}")
+    table.add_row("estimated time", f"~{plan.estimated_seconds:,.0f} s")
+    out.render(table)
+
+
+async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
+    args = ctx.args
+    commands = parse_assignments(args.commands)
+    source = open_serials(args.serials_file, ctx.stdin)
+    if args.dry_run:
+        settled = journal_settled(args.journal, commands) if args.journal else frozenset()
+        plan = plan_job(
+            source,
+            commands,
+            chunk_size=args.chunk_size,
+            concurrency=args.concurrency,
+            settled=settled,
+            request_seconds=args.assume_request_ms / 1000.0,
+            device_seconds=args.assume_device_ms / 1000.0,
+        )
+        _write_plan(ctx.output(), plan, source.name)
+        return EXIT_OK
+    out = ctx.output()
+    async with ctx.client() as client:
+        with JobProgress(progress_enabled(args.progress, ctx.stderr), ctx.stderr) as progress:
+            result = await run_job(
+                client,
+                source,
+                commands,
+                total=source.total,
+                chunk_size=args.chunk_size,
+                concurrency=args.concurrency,
+                journal=args.journal,
+                report=args.report,
+                resend=args.resend,
+                progress=progress,
+                interrupt=interrupt,
+            )
+    if result.authentication_failed and not result.counts.get("sent"):
+        detail = str(result.problems[0]["detail"] if result.problems else result.stopped_reason)
+        hint = f"; then rerun with --journal {args.journal} --resend failed" if args.journal else ""
+        raise CliError(
+            f"{detail.removeprefix('not sent: ')}; nothing was sent; check the username and "
+            f"IRIS360_PASSWORD, or the token{hint}"
+        )
+    write_job_summary(out, result, title="send-commands")
+    if result.stopped_reason and not result.interrupted:
+        ctx.stderr.write(f"iris360: the job stopped early: {result.stopped_reason}\n")
+    in_flight = result.unstreamed.get("unknown", 0)
+    if in_flight:
+        ctx.stderr.write(
+            f"iris360: {in_flight:,} devices whose request was in flight when the job stopped "
+            "ended unknown (they may have the command)\n"
+        )
+    if result.interrupted:
+        where = f"; rerun with --journal {args.journal} to resume" if args.journal else ""
+        ctx.stderr.write(
+            f"iris360: interrupted after {result.settled:,} of {result.total:,} devices{where}\n"
+        )
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if result.has_problems else EXIT_OK

@@ -1,0 +1,188 @@
+"""Inputs of a bulk command job: serials files, ``--set`` assignments and the dry-run plan."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._errors import CliError
+
+__all__ = [
+    "JobPlan",
+    "SerialsSource",
+    "open_serials",
+    "parse_assignments",
+    "parse_value",
+    "plan_job",
+]
+
+RESERVED_COMMAND_NAMES = frozenset({"device_serials"})
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: JSON when it parses (``true``, ``300``, ``"300"``, ``[1,2]``),
+    otherwise the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``["w_ota=true", "period=300"]`` -> ``{"w_ota": True, "period": 300}``.
+
+    Raises:
+        CliError: an item without ``=``, an empty or reserved name, or a name given twice.
+    """
+    commands: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise CliError(f"--set expects NAME=VALUE, got {item!r}")
+        if name in RESERVED_COMMAND_NAMES:
+            raise CliError(f"--set {name}: {name!r} is not a command name")
+        if name in commands:
+            raise CliError(f"--set {name} given twice")
+        commands[name] = parse_value(raw)
+    if not commands:
+        raise CliError("give at least one command with --set NAME=VALUE")
+    return commands
+
+
+def _clean(lines: Iterable[str]) -> Iterator[str]:
+    for line in lines:
+        serial = line.strip()
+        if serial and not serial.startswith("#"):
+            yield serial
+
+
+@dataclass
+class SerialsSource:
+    """The serials of a job, re-iterable, with their number known in advance.
+
+    A file is read twice (once to count, once while sending) and never held in memory;
+    standard input is read once into a list.
+    """
+
+    name: str
+    total: int
+    _path: Path | None = None
+    _items: list[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._items is not None:
+            yield from self._items
+            return
+        assert self._path is not None
+        with self._path.open(encoding="utf-8") as handle:
+            yield from _clean(handle)
+
+
+def open_serials(path: str, stdin: TextIO) -> SerialsSource:
+    """The serials of ``path`` (one per line; blank lines and ``#`` comments ignored), or of
+    standard input when ``path`` is ``-``.
+
+    Raises:
+        CliError: the file cannot be read.
+    """
+    if path == "-":
+        items = list(_clean(stdin))
+        return SerialsSource(name="<stdin>", total=len(items), _items=items)
+    file = Path(path)
+    try:
+        with file.open(encoding="utf-8") as handle:
+            total = sum(1 for _ in _clean(handle))
+    except OSError as exc:
+        raise CliError(f"cannot read serials file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"serials file {path} is not UTF-8 text") from None
+    return SerialsSource(name=path, total=total, _path=file)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What a job would do (``--dry-run``)."""
+
+    serials: int
+    duplicates: int
+    already_settled: int
+    to_send: int
+    chunk_size: int
+    concurrency: int
+    requests: int
+    estimated_seconds: float
+    commands: dict[str, Any]
+    first_duplicates: tuple[str, ...]
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "dry_run": True,
+            "serials": self.serials,
+            "duplicates": self.duplicates,
+            "already_settled": self.already_settled,
+            "to_send": self.to_send,
+            "commands": self.commands,
+            "chunk_size": self.chunk_size,
+            "chunks": self.requests,
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "estimated_seconds": round(self.estimated_seconds, 1),
+            "first_duplicates": list(self.first_duplicates),
+        }
+
+
+def plan_job(
+    serials: Iterable[str],
+    commands: dict[str, Any],
+    *,
+    chunk_size: int,
+    concurrency: int,
+    settled: frozenset[str] = frozenset(),
+    request_seconds: float = 0.25,
+    device_seconds: float = 0.02,
+) -> JobPlan:
+    """Count what a job would send, without sending anything.
+
+    The estimate assumes each request costs ``request_seconds`` plus ``device_seconds`` per
+    serial on the server (which processes the serials of one request one after another), and
+    that ``concurrency`` requests run side by side.
+    """
+    seen: set[str] = set()
+    total = duplicates = already = 0
+    first_dups: list[str] = []
+    for serial in serials:
+        total += 1
+        if serial in seen:
+            duplicates += 1
+            if len(first_dups) < 10:
+                first_dups.append(serial)
+            continue
+        seen.add(serial)
+        if serial in settled:
+            already += 1
+    to_send = len(seen) - already
+    requests = math.ceil(to_send / chunk_size) if to_send else 0
+    full_waves, rest = divmod(requests, concurrency)
+    per_request = request_seconds + chunk_size * device_seconds
+    estimated = full_waves * per_request
+    if rest:
+        estimated += per_request
+    if requests and to_send < chunk_size:
+        estimated = request_seconds + to_send * device_seconds
+    return JobPlan(
+        serials=total,
+        duplicates=duplicates,
+        already_settled=already,
+        to_send=to_send,
+        chunk_size=chunk_size,
+        concurrency=concurrency,
+        requests=requests,
+        estimated_seconds=estimated,
+        commands=commands,
+        first_duplicates=tuple(first_dups),
+    )

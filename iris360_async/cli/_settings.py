@@ -1,0 +1,105 @@
+"""Connection settings of the command line: flags first, then ``IRIS360_*`` variables, then
+a hidden password prompt."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .._config import settings_from_env
+from ._errors import CliError
+
+__all__ = ["ConnectionSettings", "resolve_connection"]
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where and how to connect. Secrets never show in ``repr``."""
+
+    base_url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    tenant: str | None = None
+    scope: str | None = None
+    timeout: float | None = None
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return (self.password, self.token)
+
+
+def resolve_connection(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    *,
+    interactive: bool,
+    prompt: Callable[[str], str],
+) -> ConnectionSettings:
+    """Merge flags and environment; ask for a missing password when ``interactive``.
+
+    Args:
+        args: parsed arguments (``base_url``, ``username``, ``token``, ``tenant``, ``scope``,
+            ``timeout``; any may be ``None``).
+        environ: the environment (``IRIS360_*`` variables).
+        interactive: whether a password may be asked for (stdin is a terminal).
+        prompt: reads a password without echo (``getpass.getpass``).
+
+    Raises:
+        CliError: no server URL, no credentials, or a bad ``IRIS360_TIMEOUT``.
+    """
+    env = settings_from_env(environ)
+
+    def pick(name: str) -> str | None:
+        value = getattr(args, name, None)
+        if value is not None and value != "":
+            return str(value)
+        return env.get(name)
+
+    base_url = pick("base_url")
+    if base_url is None:
+        raise CliError(
+            "no server: pass --base-url or set IRIS360_BASE_URL "
+            "(or try 'iris360 demo', which needs none)"
+        )
+    if not base_url.startswith(("http://", "https://")):
+        raise CliError(f"--base-url must start with http:// or https:// (got {base_url!r})")
+    username = pick("username")
+    token = pick("token")
+    password = env.get("password")
+    if username is not None and password is None and token is None:
+        if not interactive:
+            raise CliError(
+                f"no password for {username}: set IRIS360_PASSWORD (no terminal to prompt on)"
+            )
+        password = prompt(f"Password for {username} at {base_url}: ")
+        if not password:
+            raise CliError("no password given")
+    if username is None and token is None:
+        raise CliError(
+            "no credentials: pass --username (password from IRIS360_PASSWORD or a prompt) "
+            "or --token, or set IRIS360_USERNAME / IRIS360_TOKEN"
+        )
+    if username is None:
+        password = None  # a password without a username cannot be used
+    elif password is None:
+        username = None  # token only
+
+    timeout: float | None = getattr(args, "timeout", None)
+    if timeout is None and "timeout" in env:
+        try:
+            timeout = float(env["timeout"])
+        except ValueError:
+            raise CliError(f"IRIS360_TIMEOUT is not a number: {env['timeout']!r}") from None
+        if timeout <= 0:
+            raise CliError("IRIS360_TIMEOUT must be > 0 seconds")
+    return ConnectionSettings(
+        base_url=base_url,
+        username=username,
+        password=password,
+        token=token,
+        tenant=pick("tenant"),
+        scope=pick("scope"),
+        timeout=timeout,
+    )
