@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 
+import msgspec as _msgspec
+
 from ._bulk import CommandDispatcher
 from ._client import Iris360Client
 from ._config import ClientConfig, EndpointPaths, Timeout
@@ -124,9 +126,16 @@ __all__ = [
     "query_timeseries",
 ]
 
+# Tracebacks and reprs show ``iris360_async.Iris360Client`` rather than the private module.
+# msgspec Structs keep their real module: msgspec resolves their (postponed) annotations in
+# that module's namespace.
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("iris360_async."):
+    if (
+        isinstance(_obj, type)
+        and not issubclass(_obj, _msgspec.Struct)
+        and _obj.__module__.startswith("iris360_async.")
+    ):
         with contextlib.suppress(AttributeError, TypeError):
             _obj.__module__ = "iris360_async"
-del _name, _obj, contextlib
+del _name, _obj, contextlib, _msgspec

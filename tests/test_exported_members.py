@@ -23,5 +23,15 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_exported_classes_show_the_public_module() -> None:
-    for name in ("Iris360Client", "NotFoundError", "AsyncPaginator", "CommandReport", "Device"):
+    for name in ("Iris360Client", "NotFoundError", "AsyncPaginator", "CommandDispatcher"):
         assert getattr(iris360_async, name).__module__ == "iris360_async"
+
+
+def test_models_resolve_after_the_package_is_imported() -> None:
+    # Decoders built lazily (after ``import iris360_async``) must still resolve annotations.
+    import msgspec
+
+    for name in ("Device", "OutConnector", "Entity", "TimeSeriesResponse", "CommandReport"):
+        obj = getattr(iris360_async, name)
+        if isinstance(obj, type) and issubclass(obj, msgspec.Struct):
+            msgspec.json.Decoder(obj)
