@@ -36,7 +36,10 @@ Decisions (also stated in the docs of :class:`CommandDispatcher`):
   ``on_cancel`` and stays on :attr:`CommandDispatcher.report`.
 * Journal resume never sends again a serial the journal settled, whatever its status, unless
   ``resend`` names that status (``rejected``, ``failed``, ``unknown``; never ``sent``): a
-  ``failed`` item may be a broker timeout that did reach the device.
+  ``failed`` item may be a broker timeout that did reach the device. The exception is a
+  ``failed`` whose detail starts with ``"not sent:"`` (no connection, authentication failed,
+  refused by validation, rate limited after retries): the server provably did not act, so a
+  resumed job sends it.
 * ``sent`` needs ``{"data": "Command sent!!"}`` (extra keys tolerated when there is no
   ``errors``). A body with ``data`` and no ``errors`` but another sentence is ``unknown``: it
   looks like success but is not the documented one, so it is neither claimed as sent nor

@@ -13,6 +13,9 @@ Layout (one JSON object per line, UTF-8)::
   whose last line is ``inflight`` (the job died while its request was on the wire) is read back
   as ``unknown``: the device may have the command, so it is not sent again unless asked.
 * One result line per settled serial, flushed once per chunk (``fsync`` optional).
+* A ``failed`` serial whose detail starts with ``"not sent:"`` (the request provably never
+  reached the device: no connection, authentication failed, refused by validation, rate
+  limited after retries) is not settled: a resumed job sends it.
 * A truncated last line (the process was killed mid-write) is ignored and cut off before new
   lines are appended. The last line about a serial wins.
 
@@ -32,7 +35,11 @@ import msgspec
 
 from .models.bulk import CommandOutcome, CommandStatus
 
-__all__ = ["INFLIGHT", "Journal", "commands_digest", "read_previous"]
+__all__ = ["INFLIGHT", "NOT_SENT_PREFIX", "Journal", "commands_digest", "read_previous"]
+
+NOT_SENT_PREFIX = "not sent:"
+"""Start of the detail of a ``failed`` outcome whose request provably never reached a device
+(connection never established, authentication failed, refused by validation, rate limited)."""
 
 INFLIGHT = "inflight"
 """State of a serial whose request was sent but whose result never reached the journal."""
@@ -235,5 +242,14 @@ def _load(path: Path, data: bytes, digest: str, force: bool, previous: dict[str,
         serial = rec.get("serial")
         status = rec.get("status")
         if isinstance(serial, str) and isinstance(status, str) and status in _SETTLED:
-            previous[serial] = status
+            detail = rec.get("detail")
+            if (
+                status == "failed"
+                and isinstance(detail, str)
+                and detail.startswith(NOT_SENT_PREFIX)
+            ):
+                # the server provably did not act: nothing to protect, send it on resume
+                previous.pop(serial, None)
+            else:
+                previous[serial] = status
     return True

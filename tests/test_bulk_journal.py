@@ -226,3 +226,23 @@ def test_read_previous_is_read_only(tmp_path: Path) -> None:
     assert path.read_bytes() == before
     with pytest.raises(ValueError, match="different commands"):
         read_previous(path, {"w_ota": False})
+
+
+def test_failures_that_never_reached_a_device_are_not_settled(tmp_path: Path) -> None:
+    from iris360_async._journal import read_previous
+
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path, {"w_ota": True})
+    journal.write_inflight(0, ["A", "B", "C"])
+    journal.write_outcomes(
+        [
+            CommandOutcome("A", CommandStatus.FAILED, "not sent: authentication failed (401)"),
+            CommandOutcome("B", CommandStatus.FAILED, "broker timeout"),
+            CommandOutcome("C", CommandStatus.REJECTED, "You cannot send any of: w_ota"),
+        ]
+    )
+    journal.close()
+    previous = read_previous(path, {"w_ota": True})
+    assert "A" not in previous  # provably not acted on: sent again on resume
+    assert previous["B"] == "failed"
+    assert previous["C"] == "rejected"

@@ -237,16 +237,17 @@ def test_wrong_password_one_login_attempt_and_no_secret(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("iris360: error: authentication failed")
     assert "nothing was sent" in lines[0]
-    assert "--resend failed" in lines[0]
+    assert "rerun with --journal job.jsonl" in lines[0]
     assert secret not in result.stderr
     assert emu.stats.login_failures == 1
     assert emu.stats.logins == 0
     assert emu.stats.total_applications() == 0
 
-    # After fixing the password, --resend failed sends what the failed run recorded.
+    # After fixing the password, the same command sends what the failed run did not send:
+    # a failure that provably never reached a device is not settled in the journal.
     fixed = run_cli(
         "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
-        "--journal", "job.jsonl", "--resend", "failed", emu=emu, cwd=tmp_path,
+        "--journal", "job.jsonl", emu=emu, cwd=tmp_path,
     )  # fmt: skip
     assert fixed.returncode == 1  # the legacy devices are rejected
     counts = summary_of(fixed)["counts"]

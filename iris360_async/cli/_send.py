@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
@@ -24,16 +23,10 @@ def journal_settled(path: str, commands: dict[str, Any]) -> frozenset[str]:
     Raises:
         CliError: the file is not a journal, or belongs to a job with other commands.
     """
-    from .. import _journal
+    from .._journal import read_previous
 
-    file = Path(path)
-    if not file.exists():
-        return frozenset()
-    previous: dict[str, str] = {}
     try:
-        data = file.read_bytes()
-        data = data[: data.rfind(b"\n") + 1]
-        _journal._load(file, data, _journal.commands_digest(commands), False, previous)
+        previous = read_previous(path, commands)
     except OSError as exc:
         raise CliError(f"cannot read journal {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
@@ -103,7 +96,7 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
             )
     if result.authentication_failed and not result.counts.get("sent"):
         detail = str(result.problems[0]["detail"] if result.problems else result.stopped_reason)
-        hint = f"; then rerun with --journal {args.journal} --resend failed" if args.journal else ""
+        hint = f"; then rerun with --journal {args.journal}" if args.journal else ""
         raise CliError(
             f"{detail.removeprefix('not sent: ')}; nothing was sent; check the username and "
             f"IRIS360_PASSWORD, or the token{hint}"
