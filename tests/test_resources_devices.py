@@ -32,27 +32,42 @@ def mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
 
 def device_row(i: int) -> dict[str, Any]:
     return {
-        "id": i, "serial": f"SN{i:04d}", "name": f"dev {i}", "case_id": None,
-        "is_subscribed": True, "subscribed_until": "2026-01-01 00:00:00",
+        "id": i,
+        "serial": f"SN{i:04d}",
+        "name": f"dev {i}",
+        "case_id": None,
+        "is_subscribed": True,
+        "subscribed_until": "2026-01-01 00:00:00",
         "type": {"id": 1, "code": "PS", "name": "Plug", "brand": "Libelium", "category": "x"},
-        "time_last_data": "2025-01-01T00:00:00", "organization": None, "extra": 1,
+        "time_last_data": "2025-01-01T00:00:00",
+        "organization": None,
+        "extra": 1,
     }
 
 
 async def test_paginate_wire_format_and_decoding(iris: Iris360Client, mock: aioresponses) -> None:
-    mock.post(ROOT + "/devices/paginate", payload={"rows": [device_row(1), device_row(2)],
-                                                   "count": 3})
+    mock.post(
+        ROOT + "/devices/paginate", payload={"rows": [device_row(1), device_row(2)], "count": 3}
+    )
     mock.post(ROOT + "/devices/paginate", payload={"rows": [device_row(3)], "count": 3})
     devices = await iris.devices.paginate(
-        page_size=2, order_by="serial", descending=True, search="plug",
-        realtime_properties=["temperature"], prefetch=1,
+        page_size=2,
+        order_by="serial",
+        descending=True,
+        search="plug",
+        realtime_properties=["temperature"],
+        prefetch=1,
     ).collect()
     assert [d.serial for d in devices] == ["SN0001", "SN0002", "SN0003"]
     assert all(isinstance(d, Device) for d in devices)
     first, second = (sent(mock, "POST", "/devices/paginate", i) for i in (0, 1))
     assert body_of(first) == {
-        "paginationSize": 2, "page": 1, "orderBy": "devices.serial", "orderDirection": True,
-        "search": "plug", "realtimeProperties": ["temperature"],
+        "paginationSize": 2,
+        "page": 1,
+        "orderBy": "devices.serial",
+        "orderDirection": True,
+        "search": "plug",
+        "realtimeProperties": ["temperature"],
     }
     assert body_of(second)["page"] == 2
     headers = first["headers"]
@@ -67,7 +82,10 @@ async def test_paginate_defaults_omit_optional_fields(
     mock.post(ROOT + "/devices/paginate", payload={"rows": [], "count": 0})
     assert await iris.devices.paginate().collect() == []
     assert body_of(sent(mock, "POST", "/devices/paginate")) == {
-        "paginationSize": 100, "page": 1, "orderBy": "devices.id", "orderDirection": False,
+        "paginationSize": 100,
+        "page": 1,
+        "orderBy": "devices.id",
+        "orderDirection": False,
     }
 
 
@@ -128,14 +146,51 @@ async def test_bulk_sender_body_bytes(iris: Iris360Client, mock: aioresponses) -
     assert json.loads(second) == {"device_serials": ['B"q'], "w_ota": True, "cfg": {"a": [1, "x"]}}
 
 
+SENT_ITEM = b'{"headers":{},"original":{"data":"Command sent!!"},"exception":null}'
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # the platform's exact all-sent body (the fast path)
+        (b"[" + b",".join([SENT_ITEM] * 3) + b"]", [True, True, True]),
+        # same meaning, other spelling: decoded in full
+        (b"[" + b", ".join([SENT_ITEM] * 3) + b"]", [True, True, True]),
+        # same length as the all-sent body, one item different
+        (
+            b"["
+            + b",".join([SENT_ITEM, SENT_ITEM.replace(b"sent!!", b"sent?!"), SENT_ITEM])
+            + b"]",
+            [True, False, True],
+        ),
+        # fewer items than serials: returned as is, for the engine to call it a mismatch
+        (b"[" + b",".join([SENT_ITEM] * 2) + b"]", [True, True]),
+    ],
+)
+async def test_bulk_sender_all_sent_fast_path_matches_full_decoding(
+    iris: Iris360Client, mock: aioresponses, body: bytes, expected: list[bool]
+) -> None:
+    mock.post(ROOT + "/devices/sendCommandsBulk", status=207, body=body)
+    results = await iris.devices.bulk_sender({"w_ota": True})(["A", "B", "C"])
+    assert [r.sent for r in results] == expected
+    assert all(isinstance(r, BulkCommandItemResult) for r in results)
+    assert [r.original for r in results] == [item["original"] for item in json.loads(body)]
+
+
 async def test_bulk_results_without_envelope_are_kept_whole(
     iris: Iris360Client, mock: aioresponses
 ) -> None:
-    mock.post(ROOT + "/devices/sendCommandsBulk", status=207,
-              payload=[{"data": "Command sent!!"}, "broker timeout", None, BULK_207[1]])
+    mock.post(
+        ROOT + "/devices/sendCommandsBulk",
+        status=207,
+        payload=[{"data": "Command sent!!"}, "broker timeout", None, BULK_207[1]],
+    )
     results = await iris.devices.send_commands_bulk(["a", "b", "c", "d"], {"w_ota": True})
     assert [r.original for r in results] == [
-        {"data": "Command sent!!"}, "broker timeout", None, BULK_207[1]["original"]
+        {"data": "Command sent!!"},
+        "broker timeout",
+        None,
+        BULK_207[1]["original"],
     ]
     assert results[0].sent
     assert not results[3].sent
