@@ -4,7 +4,6 @@ option the parser offers."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import subprocess
 import sys
@@ -51,7 +50,6 @@ def test_every_option_is_documented(path: tuple[str, ...], parser: argparse.Argu
                 )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs not installed")
 def test_mkdocs_builds_strictly(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
