@@ -89,6 +89,7 @@ from .models.bulk import (
     CommandStatus,
     ProgressStats,
 )
+from .models.devices import SENT_ITEM
 
 __all__ = [
     "BulkItem",
@@ -182,6 +183,8 @@ _get_original = attrgetter("original")
 
 def _all_sent(items: Sequence[BulkItem]) -> bool:
     """Whether every item is exactly the documented success (the common case, checked fast)."""
+    if type(items) is list and items.count(SENT_ITEM) == len(items):
+        return True  # the resource's shared success item: compared by identity first
     try:
         originals = list(map(_get_original, items))
     except AttributeError:

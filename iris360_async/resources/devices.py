@@ -31,6 +31,7 @@ from .._validation import (
 from ..models.bulk import CommandOutcome, CommandReport, CommandStatus
 from ..models.common import Page
 from ..models.devices import (
+    SENT_ITEM,
     BulkCommandItemResult,
     Device,
     DevicePaginationRequest,
@@ -84,7 +85,6 @@ def _optional_str(name: str, value: object) -> str | msgspec.UnsetType:
 
 _ALL_SENT_ITEM = b'{"headers":{},"original":{"data":"Command sent!!"},"exception":null}'
 _ALL_SENT_ITEM_LEN = len(_ALL_SENT_ITEM)
-_SENT_ITEM = BulkCommandItemResult(headers={}, original={"data": "Command sent!!"})
 
 
 @functools.lru_cache(maxsize=64)
@@ -263,7 +263,7 @@ class DevicesResource(APIResource):
             if len(response.content) == n * _ALL_SENT_ITEM_LEN + 1 + n and (
                 response.content == _all_sent_body(n)
             ):
-                return [_SENT_ITEM] * n
+                return [SENT_ITEM] * n
             return decode_response(
                 response, _decode_bulk_results, "list[BulkCommandItemResult]"
             )
