@@ -278,3 +278,21 @@ async def test_import_is_all_or_nothing(api: Api) -> None:
     status, body = await post_file(api, b"serial\nX\n", name="upload")
     assert status == 422
     assert body["errors"] == {"file": ["The file field is required."]}
+
+
+async def test_listed_rows_follow_imports_and_the_clock(api: Api) -> None:
+    # rows are served from a cache of encoded rows: it must never serve a stale one
+    _, before, _ = await api.post("/devices/paginate", page_body(paginationSize=2))
+    assert before["rows"][0]["serial"] == "SN000001"
+    status, _ = await post_file(api, b"serial,name,type\nSN000001,Renamed,SAP\n")
+    assert status == 200
+    _, after, _ = await api.post("/devices/paginate", page_body(paginationSize=2))
+    assert after["rows"][0]["name"] == "Renamed"
+    assert after["rows"][1] == before["rows"][1]
+    api.emu.advance(api.emu.config.series_interval)
+    api.headers["Authorization"] = f"Bearer {api.emu.issue_token().token}"  # the old one expired
+    _, later, _ = await api.post("/devices/paginate", page_body(paginationSize=2))
+    assert later["rows"][1]["time_last_data"] != before["rows"][1]["time_last_data"]
+    assert {k: v for k, v in later["rows"][1].items() if k != "time_last_data"} == {
+        k: v for k, v in before["rows"][1].items() if k != "time_last_data"
+    }

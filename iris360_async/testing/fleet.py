@@ -20,10 +20,15 @@ from __future__ import annotations
 import random
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from .ledger import CommandLedger
+
+_encode_row = msgspec.json.encode
 
 __all__ = [
     "ALL_COMMANDS",
@@ -275,6 +280,8 @@ class Fleet:
         self._build_connectors(connectors, rng)
         self.ledger = CommandLedger(self.serial_type)
         self._order_cache: dict[str, list[int]] = {}
+        self._row_cache: dict[int, bytes] = {}
+        self._row_cache_key: tuple[int | None, int] | None = None
         self._version = 0  # bumped whenever devices change (invalidates derived caches)
 
     # -- construction -------------------------------------------------------------------------
@@ -387,6 +394,7 @@ class Fleet:
         if case_id is not None:
             self.case_ids[index] = case_id
         self._order_cache.clear()
+        self._row_cache.clear()
         return created
 
     def device_entity_id(self, index: int) -> int:
@@ -409,6 +417,29 @@ class Fleet:
                 order = list(range(n))
             self._order_cache[column] = order
         return order
+
+    def device_rows_json(self, indexes: Sequence[int], now: float) -> list[bytes]:
+        """The encoded DevicesSchema rows of ``indexes`` (without realtime properties).
+
+        A row depends on the device and on two clocks: the newest generated point (every
+        ``series_interval``) and the day (subscriptions end at midnight UTC). Encoded rows are
+        kept for the current pair of those and dropped when it changes or a device changes.
+        """
+        from .series import latest_point
+
+        last = latest_point(self, now)
+        key = (None if last is None else last[1], int(now // 86400))
+        if key != self._row_cache_key:
+            self._row_cache.clear()
+            self._row_cache_key = key
+        cache = self._row_cache
+        out = []
+        for i in indexes:
+            row = cache.get(i)
+            if row is None:
+                row = cache[i] = _encode_row(self.device_row(i, now))
+            out.append(row)
+        return out
 
     def device_row(
         self, index: int, now: float, realtime: list[str] | None = None
