@@ -72,7 +72,7 @@ from collections.abc import (
 from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import anyio
 import anyio.abc
@@ -96,6 +96,7 @@ __all__ = [
     "ChunkPlanner",
     "CommandDispatcher",
     "ErrorVerdict",
+    "JobOptions",
     "SendChunk",
     "body_base_size",
     "classify_chunk",
@@ -523,6 +524,28 @@ def _not_sent(serials: Iterable[str], reason: str) -> list[CommandOutcome]:
 # --------------------------------------------------------------------------------------------
 # The engine
 # --------------------------------------------------------------------------------------------
+
+
+class JobOptions(TypedDict, total=False):
+    """The options of a bulk job as keyword arguments (see :class:`CommandDispatcher`)."""
+
+    chunk_size: int
+    concurrency: int
+    max_body_bytes: int | None
+    max_rate: float | None
+    retry_unknown: int
+    retry_backoff: float
+    deadline: float | None
+    deadline_grace: float | None
+    max_failures: int | None
+    dedupe: bool
+    journal: str | os.PathLike[str] | None
+    resend: Collection[CommandStatus | str]
+    journal_force: bool
+    journal_fsync: bool
+    on_progress: ProgressCallback | None
+    progress_interval: float
+    on_cancel: CancelCallback | None
 
 
 class CommandDispatcher:

@@ -280,3 +280,15 @@ async def test_decode_error_names_the_path(iris: Iris360Client, mock: aiorespons
     assert info.value.path is not None
     assert info.value.path.startswith("$.rows[0]")
     assert re.search("Page\\[Device\\]", str(info.value))
+
+
+async def test_send_and_stream_commands_reject_an_unknown_option_before_any_request(
+    iris: Iris360Client, mock: aioresponses
+) -> None:
+    with pytest.raises(TypeError, match="chunk_sise"):
+        await iris.devices.send_commands(["a"], {"w_ota": True}, chunk_sise=10)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="concurency"):
+        iris.devices.stream_commands(["a"], {"w_ota": True}, concurency=2)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="chunk_size"):
+        await iris.devices.send_commands(["a"], {"w_ota": True}, chunk_size=0)
+    assert mock.requests == {}

@@ -9,26 +9,25 @@ from collections.abc import (
     AsyncIterable,
     Awaitable,
     Callable,
-    Collection,
     Iterable,
     Mapping,
     Sequence,
 )
 from pathlib import Path
-from typing import IO, Any, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 import aiohttp
 import anyio
 import msgspec
 
-from .._bulk import CancelCallback, CommandDispatcher, ProgressCallback
+from .._bulk import CommandDispatcher, JobOptions
 from .._pagination import AsyncPaginator, FetchPage
 from .._validation import (
     validate_commands,
     validate_page_size,
     validate_serials,
 )
-from ..models.bulk import CommandOutcome, CommandReport, CommandStatus
+from ..models.bulk import CommandOutcome, CommandReport
 from ..models.common import Page
 from ..models.devices import (
     SENT_ITEM,
@@ -38,6 +37,9 @@ from ..models.devices import (
     ImportResult,
 )
 from ._base import APIResource, decode_response
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["DEVICE_ORDER_COLUMNS", "BulkSender", "DevicesResource", "FileInput"]
 
@@ -270,73 +272,15 @@ class DevicesResource(APIResource):
 
         return send
 
-    def _dispatcher(
-        self,
-        commands: Mapping[str, Any],
-        *,
-        chunk_size: int,
-        concurrency: int,
-        max_body_bytes: int | None,
-        max_rate: float | None,
-        retry_unknown: int,
-        retry_backoff: float,
-        deadline: float | None,
-        deadline_grace: float | None,
-        max_failures: int | None,
-        dedupe: bool,
-        journal: str | os.PathLike[str] | None,
-        resend: Collection[CommandStatus | str],
-        journal_force: bool,
-        journal_fsync: bool,
-        on_progress: ProgressCallback | None,
-        progress_interval: float,
-        on_cancel: CancelCallback | None,
-    ) -> CommandDispatcher:
+    def _dispatcher(self, commands: Mapping[str, Any], options: JobOptions) -> CommandDispatcher:
         checked = validate_commands(commands)
-        return CommandDispatcher(
-            self.bulk_sender(checked),
-            checked,
-            chunk_size=chunk_size,
-            concurrency=concurrency,
-            max_body_bytes=max_body_bytes,
-            max_rate=max_rate,
-            retry_unknown=retry_unknown,
-            retry_backoff=retry_backoff,
-            deadline=deadline,
-            deadline_grace=deadline_grace,
-            max_failures=max_failures,
-            dedupe=dedupe,
-            journal=None if journal is None else os.fspath(journal),
-            resend=resend,
-            journal_force=journal_force,
-            journal_fsync=journal_fsync,
-            on_progress=on_progress,
-            progress_interval=progress_interval,
-            on_cancel=on_cancel,
-        )
+        return CommandDispatcher(self.bulk_sender(checked), checked, **options)
 
     async def send_commands(
         self,
         serials: Iterable[str] | AsyncIterable[str],
         commands: Mapping[str, Any],
-        *,
-        chunk_size: int = 100,
-        concurrency: int = 16,
-        max_body_bytes: int | None = None,
-        max_rate: float | None = None,
-        retry_unknown: int = 0,
-        retry_backoff: float = 1.0,
-        deadline: float | None = None,
-        deadline_grace: float | None = 0.0,
-        max_failures: int | None = None,
-        dedupe: bool = True,
-        journal: str | os.PathLike[str] | None = None,
-        resend: Collection[CommandStatus | str] = (),
-        journal_force: bool = False,
-        journal_fsync: bool = False,
-        on_progress: ProgressCallback | None = None,
-        progress_interval: float = 0.1,
-        on_cancel: CancelCallback | None = None,
+        **options: Unpack[JobOptions],
     ) -> CommandReport:
         """Send ``commands`` to every serial: chunked, concurrent, one outcome per serial.
 
@@ -357,38 +301,13 @@ class DevicesResource(APIResource):
             ...                                           chunk_size=100, concurrency=16)
             >>> report.counts["sent"]
         """
-        dispatcher = self._dispatcher(
-            commands, chunk_size=chunk_size, concurrency=concurrency,
-            max_body_bytes=max_body_bytes, max_rate=max_rate, retry_unknown=retry_unknown,
-            retry_backoff=retry_backoff, deadline=deadline, deadline_grace=deadline_grace,
-            max_failures=max_failures, dedupe=dedupe, journal=journal, resend=resend,
-            journal_force=journal_force, journal_fsync=journal_fsync, on_progress=on_progress,
-            progress_interval=progress_interval, on_cancel=on_cancel,
-        )
-        return await dispatcher.run(serials)
+        return await self._dispatcher(commands, options).run(serials)
 
     def stream_commands(
         self,
         serials: Iterable[str] | AsyncIterable[str],
         commands: Mapping[str, Any],
-        *,
-        chunk_size: int = 100,
-        concurrency: int = 16,
-        max_body_bytes: int | None = None,
-        max_rate: float | None = None,
-        retry_unknown: int = 0,
-        retry_backoff: float = 1.0,
-        deadline: float | None = None,
-        deadline_grace: float | None = 0.0,
-        max_failures: int | None = None,
-        dedupe: bool = True,
-        journal: str | os.PathLike[str] | None = None,
-        resend: Collection[CommandStatus | str] = (),
-        journal_force: bool = False,
-        journal_fsync: bool = False,
-        on_progress: ProgressCallback | None = None,
-        progress_interval: float = 0.1,
-        on_cancel: CancelCallback | None = None,
+        **options: Unpack[JobOptions],
     ) -> AsyncGenerator[CommandOutcome, None]:
         """Like :meth:`send_commands`, yielding each serial's outcome as its chunk settles.
 
@@ -398,15 +317,7 @@ class DevicesResource(APIResource):
             >>> async for outcome in iris.devices.stream_commands(serials, {"w_ota": True}):
             ...     print(outcome.serial, outcome.status)
         """
-        dispatcher = self._dispatcher(
-            commands, chunk_size=chunk_size, concurrency=concurrency,
-            max_body_bytes=max_body_bytes, max_rate=max_rate, retry_unknown=retry_unknown,
-            retry_backoff=retry_backoff, deadline=deadline, deadline_grace=deadline_grace,
-            max_failures=max_failures, dedupe=dedupe, journal=journal, resend=resend,
-            journal_force=journal_force, journal_fsync=journal_fsync, on_progress=on_progress,
-            progress_interval=progress_interval, on_cancel=on_cancel,
-        )
-        return dispatcher.stream(serials)
+        return self._dispatcher(commands, options).stream(serials)
 
     # -- import -------------------------------------------------------------------------------
 
