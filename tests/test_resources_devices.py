@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import aioresponses
-from test_resources_support import ROOT, body_of, make_client, mocked, sent
+from resources_support import ROOT, body_of, make_client, mocked, sent
 
 from iris360_async import EndpointPaths, Iris360Client, ResponseDecodeError
 from iris360_async.models import BulkCommandItemResult, Device, ImportResult

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aioresponses import aioresponses
-from test_resources_support import ROOT, TOKEN, body_of, make_client, mocked, sent
+from resources_support import ROOT, TOKEN, body_of, make_client, mocked, sent
 
 from iris360_async import Iris360Client, ResponseDecodeError, Timeout
 from iris360_async.models import (
