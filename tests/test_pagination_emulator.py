@@ -6,34 +6,18 @@ Retries wait on a ManualClock, so retry back-off and Retry-After take no real ti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
+from emulator_support import client_for
 
-from iris360_async import InternalServerError, Iris360Client
-from iris360_async._retry import ManualClock
+from iris360_async import InternalServerError
 from iris360_async.testing import FaultProfile, Iris360Emulator
 
 EmulatorFactory = Callable[..., Awaitable[Iris360Emulator]]
 
 DEVICES = 237
-
-
-@asynccontextmanager
-async def client_for(emu: Iris360Emulator, **kwargs: Any) -> AsyncIterator[Iris360Client]:
-    async with Iris360Client(
-        emu.base_url,
-        username=emu.username,
-        password=emu.password,
-        tenant=emu.tenant,
-        scope=emu.scope,
-        _clock=ManualClock(),
-        **kwargs,
-    ) as client:
-        yield client
 
 
 @pytest.fixture

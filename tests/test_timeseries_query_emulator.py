@@ -3,15 +3,13 @@ batched concurrent requests give what one big ``client.timeseries.get`` call giv
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from emulator_support import client_for
 
-from iris360_async import Iris360Client
-from iris360_async._retry import ManualClock
 from iris360_async._timeseries_query import plan_batches, query_timeseries
 from iris360_async.models.timeseries import (
     TimeSeriesAggregation,
@@ -26,20 +24,6 @@ EmulatorFactory = Callable[..., Awaitable[Iris360Emulator]]
 
 DEVICES = [f"urn:ngsi-ld:Device:SN{i:06d}" for i in range(1, 13)] + ["urn:ngsi-ld:Device:UNKNOWN"]
 MEASURES = ["temperature", "humidity", "battery", "no_such_measure"]
-
-
-@asynccontextmanager
-async def client_for(emu: Iris360Emulator, **kwargs: Any) -> AsyncIterator[Iris360Client]:
-    async with Iris360Client(
-        emu.base_url,
-        username=emu.username,
-        password=emu.password,
-        tenant=emu.tenant,
-        scope=emu.scope,
-        _clock=ManualClock(),
-        **kwargs,
-    ) as client:
-        yield client
 
 
 @pytest.fixture
