@@ -80,7 +80,7 @@ import anyio.lowlevel
 import msgspec
 
 from . import errors
-from ._journal import INFLIGHT, Journal
+from ._journal import INFLIGHT, NOT_SENT_PREFIX, Journal
 from ._retry import Clock, SystemClock
 from ._validation import validate_commands
 from .models.bulk import (
@@ -246,7 +246,8 @@ def classify_exception(exc: BaseException) -> ErrorVerdict:
     if isinstance(exc, errors.APIConnectionError):
         if not exc.request_sent:
             return ErrorVerdict(
-                _FAILED, f"not sent: the connection could not be established ({exc.message})"
+                _FAILED,
+                f"{NOT_SENT_PREFIX} the connection could not be established ({exc.message})",
             )
         what = "timed out" if isinstance(exc, errors.APITimeoutError) else "connection lost"
         return ErrorVerdict(
@@ -254,18 +255,18 @@ def classify_exception(exc: BaseException) -> ErrorVerdict:
         )
     if isinstance(exc, errors.AuthenticationError):
         return ErrorVerdict(
-            _FAILED, f"not sent: authentication failed ({_status_detail(exc)})", stop=True
+            _FAILED, f"{NOT_SENT_PREFIX} authentication failed ({_status_detail(exc)})", stop=True
         )
     if isinstance(exc, errors.RateLimitError):
         return ErrorVerdict(
-            _FAILED, f"not sent: rate limited after retries ({_status_detail(exc)})"
+            _FAILED, f"{NOT_SENT_PREFIX} rate limited after retries ({_status_detail(exc)})"
         )
     if isinstance(
         exc,
         (errors.BadRequestError, errors.NotFoundError, errors.UnprocessableEntityError),
     ):
         return ErrorVerdict(
-            _FAILED, f"not sent: the server refused the request ({_status_detail(exc)})"
+            _FAILED, f"{NOT_SENT_PREFIX} the server refused the request ({_status_detail(exc)})"
         )
     if isinstance(exc, errors.PermissionDeniedError):
         return ErrorVerdict(
@@ -517,7 +518,7 @@ _ONLY_STR = {str}
 
 
 def _not_sent(serials: Iterable[str], reason: str) -> list[CommandOutcome]:
-    detail = f"not sent: job stopped ({reason})"
+    detail = f"{NOT_SENT_PREFIX} job stopped ({reason})"
     return [CommandOutcome(s, _SKIPPED, detail) for s in serials]
 
 
