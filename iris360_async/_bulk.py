@@ -514,7 +514,6 @@ _Sink = Callable[[list[CommandOutcome]], Awaitable[None]]
 
 _RESENDABLE = frozenset({CommandStatus.REJECTED, CommandStatus.FAILED, CommandStatus.UNKNOWN})
 _CHECKPOINT_EVERY = 1024
-_ONLY_STR = {str}
 
 
 def _not_sent(serials: Iterable[str], reason: str) -> list[CommandOutcome]:
@@ -1106,11 +1105,14 @@ class CommandDispatcher:
                 raise
             if not batch:
                 return await self._finish_input(sink)
-            stripped: list[str] | None = None
-            if set(map(type, batch)) == _ONLY_STR:
-                stripped = list(map(str.strip, batch))
-                if "" in stripped or (previous and not previous.keys().isdisjoint(stripped)):
-                    stripped = None
+            stripped: list[str] | None
+            try:
+                stripped = list(map(str.strip, batch))  # TypeError: not all strings
+            except TypeError:
+                stripped = None
+            else:
+                if not all(stripped) or (previous and not previous.keys().isdisjoint(stripped)):
+                    stripped = None  # blanks or journaled serials: item by item
             if stripped is not None and exact is not None:
                 if exact.isdisjoint(stripped):
                     before = len(exact)

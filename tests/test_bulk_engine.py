@@ -124,6 +124,25 @@ def http_error(cls: type[errors.APIStatusError], status: int, **kw: Any) -> erro
 # -- accounting -------------------------------------------------------------------------------
 
 
+async def test_string_subclasses_are_serials_and_bytes_are_not() -> None:
+    class Serial(str):
+        pass
+
+    base = serials_(20)
+    server = FakeServer()
+    inputs: list[Any] = [*base[:5], Serial(" SN-X "), b"SN-B", *base[5:], Serial(base[3])]
+    report = await send_commands(server, inputs, {"w_ota": True}, chunk_size=4, concurrency=2)
+    check_accounting(report)
+    assert report.counts == {"sent": 21, "rejected": 0, "failed": 1, "unknown": 0, "skipped": 1}
+    assert "SN-X" in report.sent
+    assert server.applied["SN-X"] == 1
+    assert server.applied[base[3]] == 1
+    (failure,) = report.failures
+    assert failure.serial == repr(b"SN-B")
+    assert failure.detail == "invalid serial: expected str, got bytes"
+    assert report.outcome(base[3]).status is CommandStatus.SENT
+
+
 async def test_exact_accounting_mix() -> None:
     base = serials_(250)
     server = FakeServer(rejecting=set(base[10:20]), unknown_serials={"NOPE1", "NOPE2"})
