@@ -6,7 +6,13 @@ Measured in the same run, against the same server process:
     decoding the answers (the ceiling for any client written on aiohttp);
 (b) a naive raw loop: ``asyncio.gather`` over every chunk under a semaphore;
 (c) the engine (``CommandDispatcher`` over ``client.devices.bulk_sender``) through the real
-    client: encoding, auth header, retry policy, decoding into structs, per-serial outcomes.
+    client: reading and de-duplicating the input, encoding, auth header, retry policy,
+    classifying the 207 answers, per-serial outcomes;
+(d) the same with ``dedupe=False`` (for inputs known to be unique), which shows what
+    de-duplication costs.
+
+Each variant runs five times, interleaved; the table shows the best run, and the ratios are
+taken round by round (median and range), which cancels slow drifts of a shared machine.
 
 Then, with 20 ms of server latency, the engine's request rate against Little's law
 (``concurrency / latency``), and the peak RSS growth of a ``stream`` job over serials produced
@@ -18,9 +24,10 @@ Usage::
     python benchmarks/bulk.py --full     # larger runs, 1,000,000 serials for the memory test
     python benchmarks/bulk.py --serials 200000 --chunk-size 100 --concurrency 16
 
-The server is a minimal aiohttp.web application answering ``sendCommandsBulk`` with the 207
-body (one ``{"data": "Command sent!!"}`` item per serial); it runs in a child process so the
-client has a core of its own. uvloop is used when installed (the ``speed`` extra).
+The server is a minimal HTTP/1.1 server (an asyncio protocol, keep-alive) answering
+``sendCommandsBulk`` with the 207 body (one ``{"data": "Command sent!!"}`` item per serial). It
+does little work per request and runs in a child process on the other core, so the numbers
+measure the clients. uvloop is used when installed (the ``speed`` extra).
 """
 
 from __future__ import annotations
@@ -31,18 +38,18 @@ import gc
 import multiprocessing
 import os
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 import msgspec
-from aiohttp import web
 
 from iris360_async import Iris360Client
 from iris360_async._bulk import CommandDispatcher
@@ -66,29 +73,90 @@ class _Body(msgspec.Struct):
 # -- server (child process) -----------------------------------------------------------------
 
 
+class _BulkProtocol(asyncio.Protocol):
+    """A minimal HTTP/1.1 keep-alive server for ``sendCommandsBulk``: reads each request
+    (head, ``Content-Length`` body), decodes the serials and answers 207 with one
+    ``{"data": "Command sent!!"}`` item per serial, after ``latency`` seconds if given.
+
+    It does far less work per request than ``aiohttp.web``, so that what the benchmark
+    measures is the client and not the server (the two share a 2-core machine).
+    """
+
+    def __init__(self, latency: float, decoder: msgspec.json.Decoder[_Body]) -> None:
+        self._latency = latency
+        self._decoder = decoder
+        self._buf = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.Transport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end]).lower()
+            length = _content_length(head)
+            if len(buf) < end + 4 + length:
+                return
+            body = bytes(buf[end + 4 : end + 4 + length])
+            del buf[: end + 4 + length]
+            if not head.startswith(b"post " + PATH.lower().encode() + b" "):
+                self._send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                continue
+            answer = _response(len(self._decoder.decode(body).device_serials))
+            if self._latency:
+                self._loop.call_later(self._latency, self._send, answer)
+            else:
+                self._send(answer)
+
+    def _send(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+
+def _content_length(head: bytes) -> int:
+    at = head.find(b"\r\ncontent-length:")
+    if at < 0:
+        return 0
+    stop = head.find(b"\r\n", at + 2)
+    return int(head[at + 17 : stop if stop >= 0 else len(head)])
+
+
+_RESPONSES: dict[int, bytes] = {}
+
+
+def _response(n: int) -> bytes:
+    answer = _RESPONSES.get(n)
+    if answer is None:
+        body = b"[" + b",".join([ITEM] * n) + b"]"
+        answer = _RESPONSES[n] = (
+            b"HTTP/1.1 207 Multi-Status\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+    return answer
+
+
 def _serve(port: int, latency: float, ready: Any) -> None:
     if uvloop is not None:
         uvloop.install()
     decoder = msgspec.json.Decoder(_Body)
 
-    async def bulk(request: web.Request) -> web.Response:
-        body = decoder.decode(await request.read())
-        if latency:
-            await asyncio.sleep(latency)
-        n = len(body.device_serials)
-        return web.Response(
-            body=b"[" + b",".join([ITEM] * n) + b"]", status=207, content_type="application/json"
-        )
-
     async def main() -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post(PATH, bulk)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-        await site.start()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _BulkProtocol(latency, decoder), "127.0.0.1", port, backlog=1024
+        )
         ready.set()
-        await asyncio.Event().wait()
+        async with server:
+            await server.serve_forever()
 
     asyncio.run(main())
 
@@ -200,12 +268,14 @@ def _client(base_url: str, concurrency: int) -> Iris360Client:
     return Iris360Client(base_url=base_url, token="bench", connection_limit=concurrency)
 
 
-async def engine(base_url: str, items: list[str], chunk_size: int, concurrency: int) -> int:
-    """(c) the engine through the real client."""
+async def engine(
+    base_url: str, items: list[str], chunk_size: int, concurrency: int, dedupe: bool = True
+) -> int:
+    """(c) the engine through the real client ((d) without de-duplication)."""
     async with _client(base_url, concurrency) as client:
         d = CommandDispatcher(
             client.devices.bulk_sender(COMMANDS), COMMANDS,
-            chunk_size=chunk_size, concurrency=concurrency,
+            chunk_size=chunk_size, concurrency=concurrency, dedupe=dedupe,
         )
         report = await d.run(items)
     assert report.counts["sent"] == len(items), report
@@ -316,26 +386,40 @@ def run(coro_factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     return asyncio.run(coro_factory())
 
 
-CPU_SECONDS: dict[int, float] = {}
+class Timings:
+    """Wall and client CPU seconds of each variant, per round (rounds are interleaved, so that
+    load from outside the benchmark hits every variant alike)."""
+
+    def __init__(self, n: int) -> None:
+        self.wall: list[list[float]] = [[] for _ in range(n)]
+        self.cpu: list[list[float]] = [[] for _ in range(n)]
+
+    def best(self, i: int) -> float:
+        return min(self.wall[i])
+
+    def best_cpu(self, i: int) -> float:
+        return min(self.cpu[i])
+
+    def ratio(self, num: int, den: int, cpu: bool = False) -> tuple[float, float, float]:
+        """``num``'s time over ``den``'s, round by round: (median, lowest, highest). Above 1
+        means ``den`` was faster. Per-round ratios cancel slow drifts of the machine."""
+        series = self.cpu if cpu else self.wall
+        ratios = sorted(a / b for a, b in zip(series[num], series[den], strict=True))
+        return statistics.median(ratios), ratios[0], ratios[-1]
 
 
-def timed(repeat: int, factories: list[Callable[[], Coroutine[Any, Any, Any]]]) -> list[float]:
-    """Best wall time (seconds) of each factory; runs interleaved so that load from outside
-    the benchmark hits every variant alike. The best client CPU time of each factory is kept
-    in :data:`CPU_SECONDS` (by position), being less sensitive to other processes."""
-    times: list[list[float]] = [[] for _ in factories]
-    cpu: list[list[float]] = [[] for _ in factories]
+def timed(repeat: int, factories: list[Callable[[], Coroutine[Any, Any, Any]]]) -> Timings:
+    """Run every factory ``repeat`` times, interleaved, timing each run."""
+    timings = Timings(len(factories))
     for _ in range(repeat):
         for i, factory in enumerate(factories):
             gc.collect()
             c0 = time.process_time()
             t0 = time.perf_counter()
             run(factory)
-            times[i].append(time.perf_counter() - t0)
-            cpu[i].append(time.process_time() - c0)
-    CPU_SECONDS.clear()
-    CPU_SECONDS.update({i: min(c) for i, c in enumerate(cpu)})
-    return [min(t) for t in times]
+            timings.wall[i].append(time.perf_counter() - t0)
+            timings.cpu[i].append(time.process_time() - c0)
+    return timings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.020, help="seconds, for the Little test")
     args = p.parse_args(argv)
     n = args.serials or (500_000 if args.full else 100_000)
-    repeat = args.repeat or (5 if args.full else 3)
+    repeat = args.repeat or 5
     cs, conc = args.chunk_size, args.concurrency
     loop_name = "uvloop" if uvloop is not None else "asyncio"
     print(f"bulk benchmark: {n} serials, chunk_size={cs}, concurrency={conc}, loop={loop_name}, "
@@ -360,26 +444,18 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(0.0)
     try:
         run(lambda: raw_pool(server.base_url, payloads[:50], conc))  # warm up
-        ta, tb, tc = timed(
-            repeat,
-            [
-                lambda: raw_pool(server.base_url, payloads, conc),
-                lambda: raw_gather(server.base_url, payloads, conc),
-                lambda: engine(server.base_url, items, cs, conc),
-            ],
-        )
-        cpu = dict(CPU_SECONDS)
-        for i, (name, t) in enumerate(
-            (("(a) raw worker pool", ta), ("(b) raw gather+semaphore", tb),
-             ("(c) engine via client", tc))
-        ):
-            rows.append(
-                (name, f"{n / t:,.0f}", f"{len(payloads) / t:,.0f}", f"{t:.3f}", f"{cpu[i]:.3f}")
-            )
-        ratio_a = ta / tc
-        ratio_b = tb / tc
-        cpu_ratio_a = cpu[0] / cpu[2]
-        cpu_ratio_b = cpu[1] / cpu[2]
+        variants = [
+            ("(a) raw worker pool", lambda: raw_pool(server.base_url, payloads, conc)),
+            ("(b) raw gather+semaphore", lambda: raw_gather(server.base_url, payloads, conc)),
+            ("(c) engine via client", lambda: engine(server.base_url, items, cs, conc)),
+            ("(d) engine, dedupe=False",
+             lambda: engine(server.base_url, items, cs, conc, dedupe=False)),
+        ]
+        timings = timed(repeat, [factory for _, factory in variants])
+        for i, (name, _) in enumerate(variants):
+            t = timings.best(i)
+            rows.append((name, f"{n / t:,.0f}", f"{len(payloads) / t:,.0f}", f"{t:.3f}",
+                         f"{timings.best_cpu(i):.3f}"))
 
         mem_n = 1_000_000 if args.full else 200_000
         mem = [
@@ -401,11 +477,11 @@ def main(argv: list[str] | None = None) -> int:
             lat_payloads = bodies(lat_items, 10)
             url = lat_server.base_url
             run(partial(engine_requests, url, lat_items[: c * 20], 10, c))  # warm up
-            t_raw, t_eng = timed(
+            lt = timed(
                 2,
                 [partial(raw_pool, url, lat_payloads, c), partial(engine, url, lat_items, 10, c)],
             )
-            little.append((c, reqs / t_eng, c / args.latency, reqs / t_raw))
+            little.append((c, reqs / lt.best(1), c / args.latency, reqs / lt.best(0)))
     finally:
         lat_server.close()
 
@@ -415,10 +491,18 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row[0]:28} {row[1]:>12} {row[2]:>11} {row[3]:>9} {row[4]:>13}")
     print()
-    print(f"engine / (a) raw worker pool : {ratio_a:.2f}x wall, {cpu_ratio_a:.2f}x client CPU"
-          "   (target >= 0.90)")
-    print(f"engine / (b) raw gather      : {ratio_b:.2f}x wall, {cpu_ratio_b:.2f}x client CPU"
-          "   (target >= 1.20)")
+    print("speed ratios, round by round (median, lowest-highest of the rounds); above 1: "
+          "faster than the baseline")
+    for label, num, den, target in (
+        ("engine / (a) raw worker pool", 0, 2, 0.90),
+        ("engine / (b) raw gather     ", 1, 2, 1.20),
+        ("dedupe=False / (a) raw pool ", 0, 3, None),
+        ("dedupe=False / (b) gather   ", 1, 3, None),
+    ):
+        med, lo, hi = timings.ratio(num, den)
+        cmed, _, _ = timings.ratio(num, den, cpu=True)
+        aim = f"   (target >= {target:.2f})" if target is not None else ""
+        print(f"  {label}: {med:.2f}x wall ({lo:.2f}-{hi:.2f}), {cmed:.2f}x client CPU{aim}")
     print()
     print(f"Little's law, server latency {args.latency * 1000:.0f} ms (measured one request at "
           f"a time: {rtt * 1000:.2f} ms), chunk_size=10:")
