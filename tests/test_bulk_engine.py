@@ -690,3 +690,57 @@ async def test_input_error_stops_the_job_and_is_raised() -> None:
     assert all("not sent: job stopped" in (o.detail or "") for o in d.report.skipped)
     assert sorted(server.applied) == sorted(d.report.sent)
     assert d.report.stopped_reason == "error: OSError"
+
+
+# -- long inputs in memory: checked for repeats once, before the job ---------------------------
+
+
+class _SerialList(list[Any]):
+    pass
+
+
+@pytest.mark.parametrize("kind", [list, tuple])
+async def test_long_distinct_input_skips_deduplication(kind: type[Any]) -> None:
+    base = serials_(25_000)
+    server = FakeServer(steps=0)
+    d = CommandDispatcher(server, {"w_ota": True}, chunk_size=500, concurrency=4)
+    report = await d.run(kind(base))
+    check_accounting(report)
+    assert report.counts["sent"] == 25_000
+    assert d._seen is None  # the input was proven distinct: no set of every serial
+    assert sorted(server.applied) == base
+    assert set(server.applied.values()) == {1}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([" SN00007 "], id="repeat-once-stripped"),
+        pytest.param(["SN24999"], id="repeat-at-the-end"),
+        pytest.param(["", "  "], id="blanks"),
+        pytest.param([42], id="not-a-string"),
+    ],
+)
+async def test_long_input_with_repeats_blanks_or_junk_is_still_exact(extra: list[Any]) -> None:
+    base = serials_(25_000)
+    server = FakeServer(steps=0)
+    d = CommandDispatcher(server, {"w_ota": True}, chunk_size=500, concurrency=4)
+    report = await d.run([*base[:12_000], *extra, *base[12_000:]])
+    check_accounting(report)
+    assert d._seen is not None
+    assert report.counts["sent"] == 25_000
+    assert set(server.applied.values()) == {1}
+    strings = [e for e in extra if isinstance(e, str) and e.strip()]
+    assert report.counts["skipped"] == len(strings)
+    assert report.counts["failed"] == len(extra) - len(strings) - sum(
+        1 for e in extra if isinstance(e, str) and not e.strip()
+    )
+
+
+async def test_long_list_subclass_is_not_scanned() -> None:
+    base = serials_(25_000)
+    server = FakeServer(steps=0)
+    d = CommandDispatcher(server, {"w_ota": True}, chunk_size=500, concurrency=4)
+    report = await d.run(_SerialList(base))
+    assert report.counts["sent"] == 25_000
+    assert d._seen is not None
