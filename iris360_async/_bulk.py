@@ -31,7 +31,9 @@ Decisions (also stated in the docs of :class:`CommandDispatcher`):
   ``stream_commands``, which keeps nothing else per serial, keeps a compact set of 64-bit
   salted hashes (about 16 bytes per serial, no copy of the strings) where two different
   serials collide with probability below ``n**2 / 2**65`` (about 3e-8 for a million).
-  ``dedupe=False`` turns this off for inputs known to be unique.
+  A ``list`` or ``tuple`` of at least 20,000 serials is checked for repeats in one pass
+  before the job; when none can repeat, no set is kept. ``dedupe=False`` turns
+  de-duplication off for other inputs known to be unique.
 * Cancellation propagates unchanged (the asyncio way); the partial report is handed to
   ``on_cancel`` and stays on :attr:`CommandDispatcher.report`.
 * Journal resume never sends again a serial the journal settled, whatever its status, unless
@@ -600,6 +602,8 @@ class CommandDispatcher:
             many serials ended ``rejected``/``failed``/``unknown``. ``None`` (default): never
             stop early: every serial is accounted for.
         dedupe: skip repeated serials (default). Turn off only for inputs known to be unique.
+            A ``list`` or ``tuple`` of many serials is checked in one pass before the job;
+            when none can repeat, the job does without per-serial look-ups.
         journal: path of a JSON-lines journal (see :mod:`iris360_async._journal`): serials it
             records as settled are ``skipped`` (``"already sent in journal"`` …) and results
             are appended, flushed per chunk.
