@@ -531,11 +531,12 @@ async def _all_distinct(serials: list[Any] | tuple[Any, ...]) -> bool:
     forms: set[str] = set()
     strip = str.strip
     for start in range(0, len(serials), _SCAN_SLICE):
+        part = serials[start : start + _SCAN_SLICE]
         try:
-            forms.update(map(strip, serials[start : start + _SCAN_SLICE]))
+            forms.update(map(strip, part))
         except TypeError:  # not a string
             return False
-        if len(forms) != min(len(serials), start + _SCAN_SLICE):
+        if len(forms) != start + len(part):
             return False  # a repeat (or the list changed under us)
         await anyio.lowlevel.checkpoint()
     return "" not in forms and len(forms) == len(serials)
@@ -804,14 +805,7 @@ class CommandDispatcher:
         self._started = self._last_progress = self._clock.monotonic()
         cancelled = False
         try:
-            if (
-                self._seen is not None
-                and isinstance(serials, (list, tuple))
-                and type(serials) in (list, tuple)  # not a subclass: its items are as listed
-                and len(serials) >= _SCAN_FROM
-                and await _all_distinct(serials)
-            ):
-                self._seen = None  # no serial can repeat: nothing to de-duplicate
+            await self._start_dedupe(serials)
             async with anyio.create_task_group() as outer:
                 if self._deadline is not None:
                     outer.start_soon(self._watch_deadline)
@@ -957,10 +951,21 @@ class CommandDispatcher:
             self._ait = serials.__aiter__()
         else:
             self._it = iter(serials)
-        if self._dedupe:
-            # sending jobs keep every serial in the report anyway: an exact set costs little
-            # more; streaming jobs keep nothing per serial but the compact hashes
-            self._seen = set() if self._keep else _HashSet()
+
+    async def _start_dedupe(self, serials: Iterable[Any] | AsyncIterable[Any]) -> None:
+        """Create the set of serials seen so far, unless there is nothing to de-duplicate."""
+        if not self._dedupe:
+            return
+        if (
+            isinstance(serials, (list, tuple))
+            and type(serials) in (list, tuple)  # not a subclass: its items are as listed
+            and len(serials) >= _SCAN_FROM
+            and await _all_distinct(serials)
+        ):
+            return  # no serial can repeat
+        # sending jobs keep every serial in the report anyway: an exact set costs little
+        # more; streaming jobs keep nothing per serial but the compact hashes
+        self._seen = set() if self._keep else _HashSet()
 
     def _stranded(self) -> list[CommandOutcome]:
         """Outcomes read but not delivered, and serials read but never sent (job stopped)."""
