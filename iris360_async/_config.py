@@ -21,7 +21,8 @@ class Timeout:
 
     Attributes:
         connect: to establish a connection (counted after a connection slot was obtained).
-        read: between two reads of the response (per socket read).
+        read: the longest wait for data from the server: for the response to begin once the
+            request is on its way, then between two pieces of it.
         total: one attempt, from sending the request to the end of the body.
         deadline: the whole call, all retries and backoff included.
     """

@@ -29,6 +29,7 @@ from ._config import ClientConfig, Timeout
 from ._logging import get_logger
 from ._retry import Clock, RateGate, RetryBudget, RetryMode, RetryPolicy, is_retryable
 from ._retry import parse_retry_after as _parse_retry_after
+from ._watchdog import Watchdog
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -253,6 +254,8 @@ class HTTPPool:
         self.connection_limit = connection_limit
         self.verify_ssl = verify_ssl
         self.semaphore = asyncio.Semaphore(connection_limit)
+        self.watchdog = Watchdog()
+        """The timeouts of the requests in flight."""
         self.closed = False
 
     @property
@@ -290,6 +293,7 @@ class HTTPPool:
         if self.closed:
             return
         self.closed = True
+        self.watchdog.close()
         session = self._session
         if self.owned and session is not None and not session.closed:
             await session.close()
@@ -334,7 +338,7 @@ class Transport:
         self._extra: dict[str, Any] = {"raise_for_status": False}
         if not pool.verify_ssl:
             self._extra["ssl"] = False
-        self._client_timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        self._connect_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     # -- accessors -------------------------------------------------------------------------
 
@@ -453,11 +457,6 @@ class Transport:
         url = self._root + path
         if timeout is None:
             timeout = self._config.timeout
-        client_timeout = self._client_timeouts.get(timeout)
-        if client_timeout is None:
-            client_timeout = self._client_timeouts[timeout] = aiohttp.ClientTimeout(
-                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
-            )
         clock = self._clock
         gate = self._gate
         tokens = self._tokens
@@ -485,26 +484,23 @@ class Transport:
                 request_headers["Content-Type"] = "application/json"
             if headers:
                 request_headers.update(headers)
-            attempt_timeout = client_timeout
+            attempt_total = timeout.total
             if deadline_at is not None:
                 remaining = deadline_at - clock.monotonic()
                 if remaining <= 0:
                     raise error or self._deadline_error(method, url)
-                if client_timeout.total is None or remaining < client_timeout.total:
-                    attempt_timeout = aiohttp.ClientTimeout(
-                        total=remaining,
-                        sock_connect=client_timeout.sock_connect,
-                        sock_read=client_timeout.sock_read,
-                    )
+                if attempt_total is None or remaining < attempt_total:
+                    attempt_total = remaining
             try:
                 response = await self._send(
                     method,
                     url,
                     path,
                     request_headers,
-                    form() if form is not None else content,
+                    content if form is None else form(),
                     params,
-                    attempt_timeout,
+                    timeout,
+                    attempt_total,
                     deadline_at,
                 )
             except APIConnectionError as exc:
@@ -573,6 +569,34 @@ class Transport:
             request_sent=False,
         )
 
+    def _connect_timeout(self, connect: float | None) -> aiohttp.ClientTimeout:
+        found = self._connect_timeouts.get(connect)
+        if found is None:
+            found = self._connect_timeouts[connect] = aiohttp.ClientTimeout(
+                total=None, sock_connect=connect
+            )
+        return found
+
+    def _expired_error(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        expiry: str | None,
+        limits: Timeout,
+        total: float | None,
+    ) -> APITimeoutError:
+        if expiry == "read":
+            what = f"no data from the server for {limits.read:g} s"
+        elif limits.total is None or (total is not None and total < limits.total):
+            what = f"the call's deadline of {limits.deadline:g} s passed"
+        else:
+            what = f"no complete response within {total:g} s"
+        return APITimeoutError(
+            f"{method} {self._prefix}{path}: timed out waiting for the response ({what})",
+            method=method, url=url, request_sent=True,
+        )
+
     async def _send(
         self,
         method: str,
@@ -581,9 +605,11 @@ class Transport:
         headers: dict[str, str],
         data: Any,
         params: Mapping[str, str] | None,
-        attempt_timeout: aiohttp.ClientTimeout,
+        limits: Timeout,
+        total: float | None,
         deadline_at: float | None,
     ) -> RawResponse:
+        """One attempt. ``total``: its whole time (the call's deadline included)."""
         pool = self._pool
         session = pool.get()
         semaphore = pool.semaphore
@@ -599,19 +625,40 @@ class Transport:
             await semaphore.acquire()
         debug = _log.isEnabledFor(_DEBUG)
         started = time.perf_counter() if debug else 0.0
+        upload = isinstance(data, aiohttp.FormData)
+        if upload:  # aiohttp's own timers: its read timeout starts once the body is written
+            client_timeout = aiohttp.ClientTimeout(
+                total=total, sock_connect=limits.connect, sock_read=limits.read
+            )
+        else:  # the watchdog keeps total and read; aiohttp only the connect timeout
+            client_timeout = self._connect_timeout(limits.connect)
+        watchdog = pool.watchdog
+        watch = None
         try:
             self._counters.requests += 1
-            async with session.request(
-                method,
-                url,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=attempt_timeout,
-                **self._extra,
-            ) as response:
-                body = await response.read()
-                result = RawResponse(response.status, response.headers, body, method, url)
+            with anyio.CancelScope() as scope:
+                if not upload:
+                    watch = watchdog.start(scope, total, limits.read)
+                async with session.request(
+                    method,
+                    url,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    timeout=client_timeout,
+                    **self._extra,
+                ) as response:
+                    if watch is None:
+                        body = await response.read()
+                    else:  # piece by piece: every piece restarts the read timeout
+                        watch.progress()
+                        pieces: list[bytes] = []
+                        readany = response.content.readany
+                        while piece := await readany():
+                            watch.progress()
+                            pieces.append(piece)
+                        body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    result = RawResponse(response.status, response.headers, body, method, url)
         except aiohttp.ConnectionTimeoutError as exc:
             raise APITimeoutError(
                 f"{method} {self._prefix}{path}: timed out connecting: {exc}",
@@ -634,7 +681,11 @@ class Transport:
                 method=method, url=url, request_sent=True,
             ) from exc
         finally:
+            if watch is not None:
+                watchdog.stop(watch)
             semaphore.release()
+        if scope.cancelled_caught and watch is not None:  # only the watchdog cancels it
+            raise self._expired_error(method, url, path, watch.expired, limits, total)
         if debug:
             _log.debug(
                 "%s %s -> %d (%.1f ms)",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import anyio
 import msgspec
 import pytest
 from aiohttp import web
@@ -232,6 +233,120 @@ async def test_request_json_decodes(server: ScriptedServer) -> None:
     async with server.client(token="t") as iris:
         page = await iris._transport.request_json("POST", "/devices/paginate", Page, json={})
     assert page == Page([Row(1)], 2)
+
+
+# -- timeouts (kept by the pool's watchdog) ----------------------------------------------------
+
+
+def trickle(pieces: int, gap: float) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A 200 whose JSON list body arrives in ``pieces`` parts, ``gap`` seconds apart
+    (``pieces=0``: the head, then nothing more for a minute)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if pieces == 0:
+            await asyncio.sleep(60)
+        await response.write(b"[0")
+        for i in range(1, pieces):
+            await asyncio.sleep(gap)
+            await response.write(b",%d" % i)
+        await response.write(b"]")
+        await response.write_eof()
+        return response
+
+    return handler
+
+
+async def test_read_timeout_restarts_with_every_piece_of_the_body(
+    server: ScriptedServer,
+) -> None:
+    server.on("GET", "/slow", trickle(8, 0.1))  # 0.7 s in all, never 0.5 s without data
+    async with server.client(token="t", max_retries=0) as iris:
+        response = await iris._transport.request(
+            "GET", "/slow", timeout=Timeout(read=0.5, total=30)
+        )
+        assert response.decode(list[int]) == list(range(8))
+        watchdog = iris._transport.pool.watchdog
+        assert len(watchdog) == 0  # the finished attempt is no longer watched
+    assert not watchdog.armed  # closing the client disarms the timer
+
+
+async def test_a_stalled_body_times_out_after_the_read_timeout(server: ScriptedServer) -> None:
+    server.on("GET", "/stall", trickle(0, 0))
+    async with server.client(token="t", max_retries=0) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request("GET", "/stall", timeout=Timeout(read=0.3, total=30))
+        assert len(iris._transport.pool.watchdog) == 0
+    assert "no data from the server for 0.3 s" in str(info.value)
+    assert info.value.request_sent is True
+    assert info.value.method == "GET"
+
+
+async def test_total_timeout_ends_a_response_that_keeps_trickling(
+    server: ScriptedServer,
+) -> None:
+    server.on("POST", "/trickle", trickle(1000, 0.05))
+    async with server.client(token="t", max_retries=0) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request(
+                "POST", "/trickle", json={}, retry="write", timeout=Timeout(read=30, total=0.4)
+            )
+    assert "no complete response within 0.4 s" in str(info.value)
+    assert info.value.request_sent is True
+    assert len(server.calls) == 1  # a write that may have been acted on is not repeated
+
+
+async def test_the_call_deadline_bounds_the_attempt(server: ScriptedServer) -> None:
+    server.on("GET", "/stall", trickle(0, 0))
+    async with server.client(token="t", max_retries=0) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request(
+                "GET", "/stall", timeout=Timeout(read=30, total=30, deadline=0.3)
+            )
+    assert "the call's deadline of 0.3 s passed" in str(info.value)
+    assert info.value.request_sent is True
+
+
+async def test_cancelling_the_caller_is_not_a_timeout(server: ScriptedServer) -> None:
+    server.on("GET", "/stall", trickle(0, 0))
+    async with server.client(token="t", max_retries=0) as iris:
+        watchdog = iris._transport.pool.watchdog
+        with anyio.move_on_after(0.3) as scope:
+            await iris._transport.request("GET", "/stall", timeout=Timeout(read=30, total=30))
+        assert scope.cancelled_caught  # cancelled, not turned into an APITimeoutError
+        assert len(watchdog) == 0
+        server.on("GET", "/after", reply(200, [1]))
+        response = await iris._transport.request("GET", "/after")  # the client still works
+        assert response.decode(list[int]) == [1]
+
+
+async def test_many_attempts_in_flight_each_time_out_on_their_own(
+    server: ScriptedServer,
+) -> None:
+    server.on("GET", "/stall", trickle(0, 0))
+    server.on("GET", "/fast", reply(200, []))
+    outcomes: dict[str, str] = {}
+    async with server.client(token="t", max_retries=0, connection_limit=8) as iris:
+        transport = iris._transport
+
+        async def call(name: str, path: str, read: float) -> None:
+            try:
+                await transport.request("GET", path, timeout=Timeout(read=read, total=30))
+                outcomes[name] = "ok"
+            except APITimeoutError:
+                outcomes[name] = "timeout"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "late", "/stall", 0.6)
+            tg.start_soon(call, "early", "/stall", 0.2)
+            for i in range(4):
+                tg.start_soon(call, f"fast{i}", "/fast", 0.2)
+        assert len(transport.pool.watchdog) == 0
+    assert outcomes == {
+        "late": "timeout", "early": "timeout", **{f"fast{i}": "ok" for i in range(4)}
+    }
 
 
 # -- retries ---------------------------------------------------------------------------------------
