@@ -212,14 +212,21 @@ HEADERS = {
 }
 
 
-async def raw_pool(base_url: str, payloads: list[bytes], concurrency: int) -> int:
-    """(a) fixed worker pool, pre-encoded bodies; returns serials acknowledged."""
+async def raw_pool(
+    base_url: str,
+    payloads: list[bytes],
+    concurrency: int,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> int:
+    """(a) fixed worker pool, pre-encoded bodies; returns serials acknowledged. ``timeout``:
+    the session's timeouts (default: aiohttp's, a total of 300 s)."""
     url = base_url + PATH
     it = iter(payloads)
     sent = 0
     decode = msgspec.json.decode
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    extra = {} if timeout is None else {"timeout": timeout}
+    async with aiohttp.ClientSession(connector=connector, **extra) as session:
 
         async def worker() -> None:
             nonlocal sent
