@@ -625,8 +625,13 @@ class Transport:
             await semaphore.acquire()
         debug = _log.isEnabledFor(_DEBUG)
         started = time.perf_counter() if debug else 0.0
-        upload = isinstance(data, aiohttp.FormData)
-        if upload:  # aiohttp's own timers: its read timeout starts once the body is written
+        # aiohttp's own timers where the watchdog could not be as exact: for uploads (aiohttp's
+        # read timeout starts once the body is written), and when the attempt's total may end
+        # while connecting (aiohttp then tells that nothing was sent)
+        own_timers = isinstance(data, aiohttp.FormData) or (
+            total is not None and (limits.connect is None or total <= limits.connect)
+        )
+        if own_timers:
             client_timeout = aiohttp.ClientTimeout(
                 total=total, sock_connect=limits.connect, sock_read=limits.read
             )
@@ -637,7 +642,7 @@ class Transport:
         try:
             self._counters.requests += 1
             with anyio.CancelScope() as scope:
-                if not upload:
+                if not own_timers:
                     watch = watchdog.start(scope, total, limits.read)
                 async with session.request(
                     method,
