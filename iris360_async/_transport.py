@@ -641,29 +641,33 @@ class Transport:
         watch = None
         try:
             self._counters.requests += 1
-            with anyio.CancelScope() as scope:
-                if not own_timers:
-                    watch = watchdog.start(scope, total, limits.read)
-                async with session.request(
-                    method,
-                    url,
-                    data=data,
-                    params=params,
-                    headers=headers,
-                    timeout=client_timeout,
-                    **self._extra,
-                ) as response:
-                    if watch is None:
-                        body = await response.read()
-                    else:  # piece by piece: every piece restarts the read timeout
+            if not own_timers:
+                task = asyncio.current_task()
+                if task is not None:
+                    watch = watchdog.start(task, total, limits.read)
+            async with session.request(
+                method,
+                url,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=client_timeout,
+                **self._extra,
+            ) as response:
+                if watch is None:
+                    body = await response.read()
+                else:  # piece by piece: every piece restarts the read timeout
+                    watch.progress()
+                    pieces: list[bytes] = []
+                    readany = response.content.readany
+                    while piece := await readany():
                         watch.progress()
-                        pieces: list[bytes] = []
-                        readany = response.content.readany
-                        while piece := await readany():
-                            watch.progress()
-                            pieces.append(piece)
-                        body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                    result = RawResponse(response.status, response.headers, body, method, url)
+                        pieces.append(piece)
+                    body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                result = RawResponse(response.status, response.headers, body, method, url)
+        except asyncio.CancelledError:
+            if watch is None or not watch.timed_out():
+                raise  # cancelled from elsewhere
         except aiohttp.ConnectionTimeoutError as exc:
             raise APITimeoutError(
                 f"{method} {self._prefix}{path}: timed out connecting: {exc}",
@@ -688,8 +692,9 @@ class Transport:
         finally:
             if watch is not None:
                 watchdog.stop(watch)
+                watch.timed_out()  # after an expiry, however the attempt ended: rebalance
             semaphore.release()
-        if scope.cancelled_caught and watch is not None:  # only the watchdog cancels it
+        if watch is not None and watch.expired is not None:  # timed out (or finished late)
             raise self._expired_error(method, url, path, watch.expired, limits, total)
         if debug:
             _log.debug(
