@@ -908,13 +908,15 @@ class CommandDispatcher:
         if self._journal is not None:
             self._journal.write_sent(serials)
             self._journal.flush()
-        await self._progress()
+        if self._on_progress is not None:
+            await self._progress()
         if sink is not None and serials:
             await sink([CommandOutcome(s, _SENT) for s in serials])
 
     async def _deliver(self, outcomes: list[CommandOutcome], sink: _Sink | None) -> None:
         self._settle(outcomes)
-        await self._progress()
+        if self._on_progress is not None:
+            await self._progress()
         if sink is not None and outcomes:
             await sink(outcomes)
 
