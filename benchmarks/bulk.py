@@ -3,7 +3,8 @@
 Measured in the same run, against the same server process:
 
 (a) a hand-tuned raw aiohttp loop: a fixed pool of workers posting pre-encoded bodies and
-    decoding the answers (the ceiling for any client written on aiohttp);
+    decoding the answers, with aiohttp's default timeout (one timer per request;
+    ``timers.py`` compares timeout set-ups);
 (b) a naive raw loop: ``asyncio.gather`` over every chunk under a semaphore;
 (c) the engine (``CommandDispatcher`` over ``client.devices.bulk_sender``) through the real
     client: reading and de-duplicating the input, encoding, auth header, retry policy,
