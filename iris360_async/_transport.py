@@ -29,7 +29,7 @@ from ._config import ClientConfig, Timeout
 from ._logging import get_logger
 from ._retry import Clock, RateGate, RetryBudget, RetryMode, RetryPolicy, is_retryable
 from ._retry import parse_retry_after as _parse_retry_after
-from ._watchdog import Watchdog
+from ._watchdog import Expiry, Watchdog
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -582,7 +582,7 @@ class Transport:
         method: str,
         url: str,
         path: str,
-        expiry: str | None,
+        expiry: Expiry,
         limits: Timeout,
         total: float | None,
     ) -> APITimeoutError:
@@ -626,10 +626,13 @@ class Transport:
         debug = _log.isEnabledFor(_DEBUG)
         started = time.perf_counter() if debug else 0.0
         # aiohttp's own timers where the watchdog could not be as exact: for uploads (aiohttp's
-        # read timeout starts once the body is written), and when the attempt's total may end
-        # while connecting (aiohttp then tells that nothing was sent)
-        own_timers = isinstance(data, aiohttp.FormData) or (
-            total is not None and (limits.connect is None or total <= limits.connect)
+        # read timeout starts once the body is written), when the attempt's total may end
+        # while connecting (aiohttp then tells that nothing was sent), and outside a task
+        task = asyncio.current_task()
+        own_timers = (
+            task is None
+            or isinstance(data, aiohttp.FormData)
+            or (total is not None and (limits.connect is None or total <= limits.connect))
         )
         if own_timers:
             client_timeout = aiohttp.ClientTimeout(
@@ -642,9 +645,8 @@ class Transport:
         try:
             self._counters.requests += 1
             if not own_timers:
-                task = asyncio.current_task()
-                if task is not None:
-                    watch = watchdog.start(task, total, limits.read)
+                assert task is not None
+                watch = watchdog.start(task, total, limits.read)
             async with session.request(
                 method,
                 url,
