@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
-from bulk import COMMANDS, Server, _client, bodies, raw_pool, serials, timed, uvloop
+from bulk import COMMANDS, Server, _client, bodies, raw_pool, run, serials, timed, uvloop
 
 
 async def sdk_transport(base_url: str, chunks: list[list[str]], concurrency: int) -> int:
@@ -74,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         url = server.base_url
         factories = [partial(raw_pool, url, payloads, conc, t) for _, t in variants]
         factories.append(partial(sdk_transport, url, chunks, conc))
-        from bulk import run
-
         run(factories[0])  # warm up
         timings = timed(args.repeat, factories)
     finally:
