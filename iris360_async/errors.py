@@ -6,6 +6,7 @@ Every exception the SDK raises on purpose derives from :class:`Iris360Error`::
     ├── APIConnectionError            the request never got a response
     │   └── APITimeoutError           ... because a timeout fired
     ├── APIStatusError                the server answered with an error status
+    │   ├── RedirectError             3xx (redirects are never followed)
     │   ├── BadRequestError           400
     │   ├── AuthenticationError       401
     │   ├── PermissionDeniedError     403
@@ -14,15 +15,24 @@ Every exception the SDK raises on purpose derives from :class:`Iris360Error`::
     │   ├── RateLimitError            429
     │   └── InternalServerError       5xx
     └── ResponseDecodeError           a 2xx body did not match its schema
+        └── ResponseTooLargeError     a body exceeded the client's size limit
 
 Bad arguments raise :class:`ValueError` / :class:`TypeError` before any request is sent.
 
+An error raised while obtaining an access token for a request (its login or refresh failed)
+has ``while_authenticating = True``: the request that needed the token was never sent.
+
 Exceptions never carry the access token, the refresh token or the password, and they are
-picklable, so they survive multiprocessing and task queues intact.
+picklable, so they survive multiprocessing and task queues intact. Server text inside them is
+condensed (:func:`condense`: an HTML page becomes its title, whitespace is collapsed, the
+length is bounded).
 """
 
 from __future__ import annotations
 
+import html
+import re
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -36,8 +46,12 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedirectError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "UnprocessableEntityError",
+    "condense",
+    "mask_secrets",
     "status_error_class",
 ]
 
@@ -45,7 +59,14 @@ _MAX_TEXT_IN_MESSAGE = 300
 
 
 class Iris360Error(Exception):
-    """Base class of every error raised by iris360-async."""
+    """Base class of every error raised by iris360-async.
+
+    Attributes:
+        while_authenticating: ``True`` when the error was raised while obtaining an access
+            token for a request (login or refresh failed): that request was never sent.
+    """
+
+    while_authenticating: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -128,6 +149,21 @@ class APIStatusError(Iris360Error):
         return extract_server_message(self.body)
 
 
+class RedirectError(APIStatusError):
+    """A 3xx answer. Redirects are never followed: nothing is sent to the target.
+
+    Attributes:
+        location: the ``Location`` the server named, without credentials or query string
+            (``None`` when absent).
+    """
+
+    status_code = 300
+
+    def __init__(self, message: str, *, location: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.location = location
+
+
 class BadRequestError(APIStatusError):
     """400 Bad Request."""
 
@@ -201,6 +237,18 @@ class ResponseDecodeError(Iris360Error):
         self.text = text
 
 
+class ResponseTooLargeError(ResponseDecodeError):
+    """A response body exceeded the client's ``max_response_bytes``; it was not read whole.
+
+    Attributes:
+        limit: the limit in bytes.
+    """
+
+    def __init__(self, message: str, *, limit: int = 0, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.limit = limit
+
+
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -215,6 +263,8 @@ def status_error_class(status: int) -> type[APIStatusError]:
     """The exception class for an HTTP error status."""
     if status >= 500:
         return InternalServerError
+    if 300 <= status < 400:
+        return RedirectError
     return _STATUS_CLASSES.get(status, APIStatusError)
 
 
@@ -248,4 +298,42 @@ def extract_server_message(body: Any) -> str | None:
 def shorten(text: str, limit: int = _MAX_TEXT_IN_MESSAGE) -> str:
     """``text`` cut to ``limit`` characters for use inside an exception message."""
     text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+CONDENSED_LIMIT = 200
+"""Characters of server text kept in messages, outcome details and journals."""
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_HEADING = re.compile(r"<h[1-3][^>]*>(.*?)</h[1-3]\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+_HTML_START = re.compile(r"\s*(<!doctype\s+html|<html|<head|<body|<center|<h[1-6]|<title)", re.I)
+_SPACE = re.compile(r"\s+")
+_MASK = "***"
+
+
+def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every occurrence of a known secret (password, tokens) replaced by
+    ``***``. Secrets shorter than 4 characters are masked too; ``None`` entries are ignored."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    return text
+
+
+def condense(
+    text: str, limit: int = CONDENSED_LIMIT, *, secrets: Iterable[str | None] = ()
+) -> str:
+    """Server text made fit for one line of a message, a detail or a journal.
+
+    An HTML page (a gateway's error page) becomes its ``<title>`` or first heading, tags are
+    dropped, whitespace (CR/LF included) is collapsed to single spaces, known ``secrets`` are
+    masked, and the result is cut to ``limit`` characters (ending with ``…`` when cut).
+    """
+    if _HTML_START.match(text):
+        found = _TITLE.search(text) or _HEADING.search(text)
+        text = found.group(1) if found else _TAG.sub(" ", text)
+        text = html.unescape(_TAG.sub(" ", text))
+    text = _SPACE.sub(" ", text).strip()
+    text = mask_secrets(text, secrets)
     return text if len(text) <= limit else text[: limit - 1] + "…"

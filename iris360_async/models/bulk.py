@@ -62,12 +62,15 @@ class CommandOutcome(msgspec.Struct, frozen=True, gc=False):
         detail: a human-readable reason for anything but ``sent`` (``None`` for ``sent``).
         raw: the item's ``original`` body from the server, or the exception that settled the
             chunk; ``None`` when there is nothing more to show.
+        earlier: for a serial ``skipped`` because the journal settled it in an earlier run,
+            the status it ended with then (its detail follows ``detail``); ``None`` otherwise.
     """
 
     serial: str
     status: CommandStatus
     detail: str | None = None
     raw: Any = None
+    earlier: CommandStatus | None = None
 
 
 class ProgressStats(msgspec.Struct, frozen=True):
