@@ -56,7 +56,10 @@ class Entity(msgspec.Struct, frozen=True):
         urn: NGSI-LD id, e.g. ``urn:ngsi-ld:Device:Device001``.
         name: the entity's ``name`` attribute, else the last URN segment.
         datamodel: entity type, e.g. ``AirQualityObserved``.
-        tenant, tenant_id, scope, scope_id: where it lives.
+        tenant: the FIWARE tenant it lives in.
+        tenant_id: numeric id of that tenant.
+        scope: the FIWARE scope (service path) it lives in.
+        scope_id: numeric id of that scope.
         devices: ids of the linked devices, when sent.
         geolocation: GeoJSON geometry, when sent.
     """
@@ -141,7 +144,8 @@ class EntityCommand(_AttributeBase, frozen=True, tag="Command"):
         pending: a value was sent and not yet confirmed.
         pending_value: the value waiting for confirmation.
         current_value: the confirmed value.
-        status, info: device-reported state, with their timestamps.
+        status: device-reported state (time in ``status_timestamp``).
+        info: device-reported details (time in ``info_timestamp``).
     """
 
     status: Any = None

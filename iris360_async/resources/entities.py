@@ -137,10 +137,13 @@ class EntitiesResource(APIResource):
 
         Args:
             urn: the entity URN, e.g. ``urn:ngsi-ld:Device:Device001``.
-            tenant, scope: sent as headers (default: the client's; both required).
+            tenant: sent as a header (default: the client's; required).
+            scope: sent as a header (default: the client's; required).
             attr_types: subset of ``Property``, ``Relationship``, ``Command``.
             names: attribute names (any kind).
-            properties, relationships, commands: names of that kind only.
+            properties: names of properties only.
+            relationships: names of relationships only.
+            commands: names of commands only.
             reference_data_nesting: levels of related entities to embed (>= 0).
             last_sent: only the most recent relationship values.
             only_available_commands: only commands the entity accepts now.
