@@ -17,8 +17,9 @@ import yaml
 
 import iris360_async
 import iris360_async.testing
-from iris360_async import resources
+from iris360_async import errors, resources
 from iris360_async.cli._parser import build_parser
+from iris360_async.testing import pytest_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI_PAGE = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
@@ -108,7 +109,9 @@ def _documented(anchors: set[str], name: str) -> bool:
 @pytest.mark.parametrize(
     ("module", "name"),
     [("iris360_async", n) for n in iris360_async.__all__]
-    + [("iris360_async.testing", n) for n in iris360_async.testing.__all__],
+    + [("iris360_async.errors", n) for n in errors.__all__]
+    + [("iris360_async.testing", n) for n in iris360_async.testing.__all__]
+    + [("iris360_async.testing.pytest_plugin", n) for n in pytest_plugin.__all__],
 )
 def test_every_public_name_is_on_the_reference(site: Path, module: str, name: str) -> None:
     assert _documented(_anchors(site), name), f"{module}.{name} is missing from docs/reference/"
