@@ -753,7 +753,10 @@ class Transport:
                 if limit is not None and length is not None and length > limit:
                     first = await response.content.readany()
                     raise self._too_large(response, method, url, path, limit, first)
-                if watch is None and (limit is None or length is not None):
+                if watch is None and (
+                    limit is None
+                    or (length is not None and "Content-Encoding" not in response.headers)
+                ):  # read whole: no limit, or a size already checked (not so if compressed)
                     body = await response.read()
                 else:  # piece by piece: every piece restarts the read timeout
                     if watch is not None:

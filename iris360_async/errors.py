@@ -157,7 +157,9 @@ class APIStatusError(Iris360Error):
         """The most human-readable part of the error body, condensed (:func:`condense`), if
         any."""
         message = extract_server_message(self.body)
-        return condense(message) or None if message is not None else None
+        if message is None:
+            return None
+        return condense(message) or None
 
 
 class RedirectError(APIStatusError):

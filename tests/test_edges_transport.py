@@ -578,3 +578,23 @@ def test_json_body_with_secret_keys_is_masked_too() -> None:
     assert mask_value(body, [PASSWORD]) == {"***": [1, {"k": "x***y"}], "n": None, "f": 1.5}
     assert mask_value(body, []) is body
     assert json.dumps(mask_value(body, [None, PASSWORD])).count(PASSWORD) == 0
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+async def test_a_small_compressed_body_that_inflates_past_the_limit_is_stopped(
+    server: ScriptedServer, timeout: float | None
+) -> None:
+    import gzip
+
+    packed = gzip.compress(b"0" * 2_000_000)
+    assert len(packed) < 10_000  # its Content-Length passes the check
+    server.on("GET", "/bomb", web.Response(
+        status=200, body=packed,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    ))
+    kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    async with server.client(token=TOKEN, max_response_bytes=100_000, **kw) as iris:
+        with pytest.raises(ResponseTooLargeError) as info:
+            await iris._transport.request("GET", "/bomb")
+    assert info.value.limit == 100_000
+    assert info.value.text.startswith("000")
