@@ -3,7 +3,8 @@
 However many requests are in flight, one expiry (or one rejected token) causes exactly one
 refresh call; every waiter reuses its outcome. A refused refresh falls back to one login when
 credentials are known. A refused login is remembered and never repeated automatically, since
-repeated failures lock the account. Tokens never appear in ``repr``, logs or exceptions.
+repeated failures lock the account (a 429 is waited out once, by the transport's
+``auth_send``). Tokens never appear in ``repr``, logs or exceptions.
 """
 
 from __future__ import annotations
@@ -182,6 +183,11 @@ class TokenManager:
     def set_tokens(self, token: str, refresh_token: str | None = None) -> None:
         """Use these tokens from now on (expiry read from the JWT ``exp``)."""
         self._set(token, refresh_token if refresh_token is not None else self._refresh)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets known now (password, access token, refresh token), for masking server
+        text that echoes one of them. Never log or show the result."""
+        return tuple(s for s in (self._password, self._access, self._refresh) if s)
 
     def current_token(self) -> str | None:
         """The access token if it can be used as is (synchronous fast path), else ``None``."""

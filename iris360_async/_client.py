@@ -4,6 +4,7 @@ namespaces."""
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -13,6 +14,7 @@ import aiohttp
 
 from ._auth import TokenManager
 from ._config import ClientConfig, EndpointPaths, Timeout, settings_from_env
+from ._logging import get_logger
 from ._retry import Clock, RateGate, RetryBudget, RetryPolicy, SystemClock
 from ._transport import HTTPPool, Transport, TransportStats
 from ._version import __version__
@@ -28,9 +30,13 @@ __all__ = ["DEFAULT_USER_AGENT", "Iris360Client"]
 
 DEFAULT_USER_AGENT = f"iris360-async/{__version__}"
 
+_log = get_logger(__name__)
 _UNSET: Any = object()
 _WITH_OPTIONS = frozenset(
-    {"timeout", "timeseries_timeout", "max_retries", "tenant", "scope", "user_agent"}
+    {
+        "timeout", "timeseries_timeout", "max_retries", "tenant", "scope", "user_agent",
+        "max_response_bytes",
+    }
 )
 _ENV_PATHS = {
     "login_path": "login",
@@ -41,11 +47,32 @@ _ENV_PATHS = {
 
 
 def _env_number(env: Mapping[str, str], key: str, kind: Callable[[str], Any]) -> Any:
+    """``kind(value)`` of ``IRIS360_<KEY>``; any refusal names the variable."""
     raw = env[key]
     try:
         return kind(raw)
-    except ValueError:
-        raise ValueError(f"IRIS360_{key.upper()}={raw!r} is not a valid number") from None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"IRIS360_{key.upper()}={raw!r} is not valid: {exc}") from None
+
+
+def _env_timeout(raw: str) -> Timeout:
+    return Timeout.coerce(float(raw))
+
+
+def _env_count(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum:
+            raise ValueError(f"must be an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _env_byte_limit(raw: str) -> int | None:
+    if raw.strip().lower() == "none":
+        return None
+    return _env_count(1)(raw)
 
 
 class Iris360Client:
@@ -54,7 +81,8 @@ class Iris360Client:
     Every setting can also come from an ``IRIS360_*`` environment variable
     (``IRIS360_BASE_URL``, ``IRIS360_USERNAME``, ``IRIS360_PASSWORD``, ``IRIS360_TOKEN``,
     ``IRIS360_REFRESH_TOKEN``, ``IRIS360_TENANT``, ``IRIS360_SCOPE``, ``IRIS360_TIMEOUT``,
-    ``IRIS360_MAX_RETRIES``, ``IRIS360_CONNECTION_LIMIT``, ``IRIS360_USER_AGENT``,
+    ``IRIS360_MAX_RETRIES``, ``IRIS360_CONNECTION_LIMIT``, ``IRIS360_MAX_RESPONSE_BYTES``,
+    ``IRIS360_USER_AGENT``,
     ``IRIS360_LOGIN_PATH``, ``IRIS360_REFRESH_PATH``, ``IRIS360_IMPORT_FILE_PATH``,
     ``IRIS360_CONNECTOR_MODELS_PATH``); explicit arguments win.
 
@@ -75,7 +103,11 @@ class Iris360Client:
         user_agent: the ``User-Agent`` header (default ``iris360-async/<version>``).
         paths: the endpoint paths that may differ between deployments.
         session: a caller-owned :class:`aiohttp.ClientSession`; the client never closes it.
-        verify_ssl: verify TLS certificates (default ``True``).
+        verify_ssl: verify TLS certificates (default ``True``); exactly ``True`` or ``False``.
+            ``False`` logs a warning once per client.
+        max_response_bytes: the largest response body read, in bytes (default 64 MiB,
+            ``None``: no limit); a larger one raises
+            :class:`~iris360_async.ResponseTooLargeError` without being read whole.
         refresh_margin: refresh the access token this many seconds before it expires.
         retry_policy: backoff settings (base and cap in seconds, ``Retry-After`` limit); its
             ``max_retries`` is used unless ``max_retries`` is given too.
@@ -108,6 +140,7 @@ class Iris360Client:
         paths: EndpointPaths | None = None,
         session: aiohttp.ClientSession | None = None,
         verify_ssl: bool = True,
+        max_response_bytes: int | None = _UNSET,
         refresh_margin: float | None = None,
         retry_policy: RetryPolicy | None = None,
         _clock: Clock | None = None,
@@ -136,16 +169,16 @@ class Iris360Client:
             raise ValueError("base_url is required (pass base_url= or set IRIS360_BASE_URL)")
         values.setdefault("user_agent", DEFAULT_USER_AGENT)
         if timeout is _UNSET:
-            timeout = _env_number(env, "timeout", float) if "timeout" in env else Timeout()
+            timeout = _env_number(env, "timeout", _env_timeout) if "timeout" in env else Timeout()
         values["timeout"] = Timeout.coerce(timeout)
         if timeseries_timeout is not _UNSET:
             values["timeseries_timeout"] = Timeout.coerce(timeseries_timeout)
         if max_retries is None and "max_retries" in env:
-            max_retries = _env_number(env, "max_retries", int)
+            max_retries = _env_number(env, "max_retries", _env_count(0))
         if max_retries is not None:
             values["max_retries"] = max_retries
         if connection_limit is None and "connection_limit" in env:
-            connection_limit = _env_number(env, "connection_limit", int)
+            connection_limit = _env_number(env, "connection_limit", _env_count(1))
         if connection_limit is not None:
             values["connection_limit"] = connection_limit
         if paths is None:
@@ -153,11 +186,20 @@ class Iris360Client:
             paths = EndpointPaths(**env_paths)
         values["paths"] = paths
         values["verify_ssl"] = verify_ssl
+        if max_response_bytes is _UNSET and "max_response_bytes" in env:
+            max_response_bytes = _env_number(env, "max_response_bytes", _env_byte_limit)
+        if max_response_bytes is not _UNSET:
+            values["max_response_bytes"] = max_response_bytes
         if refresh_margin is not None:
             values["refresh_margin"] = refresh_margin
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError("session must be an aiohttp.ClientSession")
         config = ClientConfig(**values)
+        if not config.verify_ssl and _log.isEnabledFor(logging.WARNING):
+            _log.warning(
+                "TLS certificate verification is off for %s (verify_ssl=False)",
+                config.base_url,
+            )
 
         clock: Clock = _clock if _clock is not None else SystemClock()
         if retry_policy is None:
@@ -240,8 +282,8 @@ class Iris360Client:
         pool, token manager, retry budget and 429 gate.
 
         Allowed: ``timeout``, ``timeseries_timeout``, ``max_retries``, ``tenant``, ``scope``,
-        ``user_agent``. The copy does not own the session: close the original client (closing
-        the copy does not close the shared session).
+        ``user_agent``, ``max_response_bytes``. The copy does not own the session: close the
+        original client (closing the copy does not close the shared session).
 
         Example:
             >>> patient = iris.with_options(timeout=300, max_retries=6)

@@ -4,15 +4,82 @@ environment. Pure data, no I/O."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["API_PREFIX", "ENV_PREFIX", "ClientConfig", "EndpointPaths", "Timeout"]
+__all__ = [
+    "API_PREFIX",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "ENV_PREFIX",
+    "ClientConfig",
+    "EndpointPaths",
+    "Timeout",
+    "check_base_url",
+    "check_seconds",
+]
 
 API_PREFIX = "/api/public/v1"
 ENV_PREFIX = "IRIS360_"
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest response body read by default (64 MiB)."""
+
+
+def check_seconds(name: str, value: object) -> float:
+    """``value`` as a finite, positive number of seconds.
+
+    Raises:
+        TypeError: not a number (``bool`` included).
+        ValueError: NaN, infinite, zero or negative; the message names ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite, positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def check_base_url(url: object) -> str:
+    """``url`` if it is a usable base URL: ``http``/``https``, a host, a valid port, no
+    credentials, no query string or fragment. A path (a prefix before ``/api/public/v1``) is
+    allowed.
+
+    Raises:
+        TypeError: not a string.
+        ValueError: naming the problem (the URL itself is not repeated: it may hold a password).
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"base_url must be a string, not {type(url).__name__}")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("base_url must start with http:// or https://")
+    if any(ch.isspace() for ch in url):
+        raise ValueError("base_url must not contain whitespace")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # unbalanced IPv6 brackets, port out of range, ...
+        if "out of range" in str(exc):
+            raise ValueError("base_url has a port out of range (1-65535)") from None
+        if "port" in str(exc).lower():
+            raise ValueError("base_url has a port that is not a number") from None
+        raise ValueError(f"base_url is not a valid URL: {exc}") from None
+    if "@" in parts.netloc:
+        raise ValueError(
+            "base_url must not contain credentials (user:password@); "
+            "pass username= and password= instead"
+        )
+    if not parts.hostname:
+        raise ValueError("base_url has no host")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("base_url has a port out of range (1-65535)")
+    if "?" in url:
+        raise ValueError("base_url must not contain a query string")
+    if "#" in url:
+        raise ValueError("base_url must not contain a fragment")
+    return url
 
 
 @dataclass(frozen=True)
@@ -35,8 +102,8 @@ class Timeout:
     def __post_init__(self) -> None:
         for name in ("connect", "read", "total", "deadline"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-                raise ValueError(f"Timeout.{name} must be a positive number of seconds or None")
+            if value is not None:
+                check_seconds(f"Timeout.{name}", value)
 
     @classmethod
     def coerce(cls, value: Timeout | float | None) -> Timeout:
@@ -47,7 +114,7 @@ class Timeout:
             return cls(connect=None, read=None, total=None)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError("timeout must be a Timeout, a number of seconds or None")
-        return cls(total=float(value))
+        return cls(total=check_seconds("timeout", value))
 
 
 @dataclass(frozen=True)
@@ -67,6 +134,10 @@ class EndpointPaths:
                 raise ValueError(f"EndpointPaths.{f.name} must be a path starting with '/'")
         if "{id}" not in self.connector_models:
             raise ValueError("EndpointPaths.connector_models must contain '{id}'")
+
+
+def _not_int(value: object) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int)
 
 
 def _secret_repr(value: str | None) -> str:
@@ -95,20 +166,31 @@ class ClientConfig:
     api_prefix: str = API_PREFIX
     refresh_margin: float = 30.0
     verify_ssl: bool = True
+    max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
-        if not isinstance(self.base_url, str) or not self.base_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError("base_url must start with http:// or https://")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+        check_base_url(self.base_url)
+        if self.verify_ssl is not True and self.verify_ssl is not False:
+            raise TypeError(
+                f"verify_ssl must be True or False, not {self.verify_ssl!r} "
+                "(TLS verification is turned off only by an explicit False)"
+            )
+        limit = self.max_response_bytes
+        if limit is not None and _not_int(limit):
+            raise TypeError("max_response_bytes must be an integer number of bytes or None")
+        if limit is not None and limit < 1:
+            raise ValueError("max_response_bytes must be >= 1 (or None for no limit)")
+        if _not_int(self.max_retries) or self.max_retries < 0:
             raise ValueError("max_retries must be an integer >= 0")
-        if not isinstance(self.connection_limit, int) or self.connection_limit < 1:
+        if _not_int(self.connection_limit) or self.connection_limit < 1:
             raise ValueError("connection_limit must be an integer >= 1")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
-        if self.refresh_margin < 0:
-            raise ValueError("refresh_margin must be >= 0 seconds")
+        margin = self.refresh_margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)):
+            raise TypeError("refresh_margin must be a number of seconds")
+        if not math.isfinite(margin) or margin < 0:
+            raise ValueError("refresh_margin must be a finite number of seconds >= 0")
 
     def __repr__(self) -> str:
         return (
@@ -142,14 +224,14 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str
     Recognised: ``IRIS360_BASE_URL``, ``IRIS360_USERNAME``, ``IRIS360_PASSWORD``,
     ``IRIS360_TOKEN``, ``IRIS360_REFRESH_TOKEN``, ``IRIS360_TENANT``, ``IRIS360_SCOPE``,
     ``IRIS360_TIMEOUT``, ``IRIS360_MAX_RETRIES``, ``IRIS360_CONNECTION_LIMIT``,
-    ``IRIS360_USER_AGENT``, ``IRIS360_LOGIN_PATH``, ``IRIS360_REFRESH_PATH``,
-    ``IRIS360_IMPORT_FILE_PATH``, ``IRIS360_CONNECTOR_MODELS_PATH``.
+    ``IRIS360_MAX_RESPONSE_BYTES``, ``IRIS360_USER_AGENT``, ``IRIS360_LOGIN_PATH``,
+    ``IRIS360_REFRESH_PATH``, ``IRIS360_IMPORT_FILE_PATH``, ``IRIS360_CONNECTOR_MODELS_PATH``.
     """
     env = os.environ if environ is None else environ
     names = (
         "BASE_URL", "USERNAME", "PASSWORD", "TOKEN", "REFRESH_TOKEN", "TENANT", "SCOPE",
-        "TIMEOUT", "MAX_RETRIES", "CONNECTION_LIMIT", "USER_AGENT", "LOGIN_PATH",
-        "REFRESH_PATH", "IMPORT_FILE_PATH", "CONNECTOR_MODELS_PATH",
+        "TIMEOUT", "MAX_RETRIES", "CONNECTION_LIMIT", "MAX_RESPONSE_BYTES", "USER_AGENT",
+        "LOGIN_PATH", "REFRESH_PATH", "IMPORT_FILE_PATH", "CONNECTOR_MODELS_PATH",
     )
     out: dict[str, str] = {}
     for name in names:

@@ -195,6 +195,9 @@ class RetryPolicy:
         cap: the largest backoff ceiling, seconds.
         max_retry_after: the longest ``Retry-After`` honoured, seconds; a server asking for
             more makes the request fail with :class:`~iris360_async.RateLimitError` at once.
+        max_auth_retry_after: the longest ``Retry-After`` of a 429 on login or refresh that is
+            waited out, once (one more attempt, never a loop); a longer or missing one makes
+            the login/refresh fail with :class:`~iris360_async.RateLimitError` at once.
         random: a function returning a uniform float in ``[0, 1)`` (injectable for tests).
     """
 
@@ -202,15 +205,26 @@ class RetryPolicy:
     base: float = 0.5
     cap: float = 8.0
     max_retry_after: float = 120.0
+    max_auth_retry_after: float = 30.0
     random: Callable[[], float] = field(default=_random.random, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+        if (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
             raise ValueError("max_retries must be an integer >= 0")
+        for name in ("base", "cap", "max_retry_after", "max_auth_retry_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"RetryPolicy.{name} must be a number of seconds")
+            if not math.isfinite(value):
+                raise ValueError(f"RetryPolicy.{name} must be finite")
         if self.base <= 0 or self.cap < self.base:
             raise ValueError("backoff needs 0 < base <= cap (seconds)")
-        if self.max_retry_after < 0:
-            raise ValueError("max_retry_after must be >= 0 seconds")
+        if self.max_retry_after < 0 or self.max_auth_retry_after < 0:
+            raise ValueError("max_retry_after and max_auth_retry_after must be >= 0 seconds")
 
     def backoff(self, retry_index: int) -> float:
         """The jittered wait before retry number ``retry_index`` (0-based), seconds."""

@@ -3,9 +3,12 @@ error mapping, retries and decoding.
 
 Order of one attempt: wait behind the client's 429 gate, get the access token (renewing it if
 due), take a connection slot, then start the attempt's timeout, so waiting for the pool never
-counts as a timeout. Non-2xx answers become ``errors.*`` exceptions; transport failures become
-:class:`~iris360_async.APIConnectionError` / :class:`~iris360_async.APITimeoutError` with
-``request_sent`` telling whether the server may have seen the request.
+counts as a timeout. Non-2xx answers become ``errors.*`` exceptions (a 3xx too: redirects are
+never followed); transport failures become :class:`~iris360_async.APIConnectionError` /
+:class:`~iris360_async.APITimeoutError` with ``request_sent`` telling whether the server may
+have seen the request. An error raised while obtaining the token for a request has
+``while_authenticating = True``: that request was never sent. Bodies are read up to
+``max_response_bytes``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import anyio
@@ -30,15 +33,20 @@ from ._logging import get_logger
 from ._retry import Clock, RateGate, RetryBudget, RetryMode, RetryPolicy, is_retryable
 from ._retry import parse_retry_after as _parse_retry_after
 from ._watchdog import Expiry, Watchdog
+from .errors import MAX_ERROR_TEXT as _MAX_ERROR_TEXT
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     Iris360Error,
     RateLimitError,
+    RedirectError,
     ResponseDecodeError,
+    ResponseTooLargeError,
+    condense,
     extract_server_message,
-    shorten,
+    mask_secrets,
+    mask_value,
     status_error_class,
 )
 
@@ -48,6 +56,7 @@ __all__ = [
     "RetryMode",
     "Transport",
     "TransportStats",
+    "decode_error",
     "parse_error_body",
     "status_error",
 ]
@@ -61,9 +70,12 @@ _ANY_DECODER = msgspec.json.Decoder()
 _DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
 _PATH_IN_MESSAGE = re.compile(r" - at `(\$[^`]*)`$")
 _JSON_START = frozenset('{["-0123456789tfn')
-_DECODE_TEXT_LIMIT = 200
 _MODES = frozenset({"read", "write", "never"})
-_MAX_REPLAYS = 3  # after 401s; only the first may cause a refresh
+MAX_RENEWALS = 3
+"""Token renewals (refresh, or login when the refresh is refused) one request may ask for
+after 401 answers; a request whose rejected token was already replaced replays without one."""
+_MAX_REPLAYS = 2 * MAX_RENEWALS  # replays after 401s, renewed or replaced tokens alike
+_TEXT_OF_TOO_LARGE = 4096  # bytes of an oversized body kept for its error's text
 
 
 def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
@@ -117,23 +129,30 @@ class RawResponse:
         try:
             result: T = _decoder(type_).decode(self.content)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise self._decode_error(type_, exc) from None
+            name = getattr(type_, "__name__", None) or repr(type_)
+            raise decode_error(self, name, exc) from None
         return result
 
-    def _decode_error(self, type_: Any, exc: Exception) -> ResponseDecodeError:
-        reason = str(exc)
-        match = _PATH_IN_MESSAGE.search(reason)
-        path = match.group(1) if match else "$"
-        name = getattr(type_, "__name__", None) or repr(type_)
-        return ResponseDecodeError(
-            f"{self.method} {_url_path(self.url)} -> {self.status}: the response does not "
-            f"match {name}: {reason}",
-            method=self.method,
-            url=self.url,
-            status=self.status,
-            path=path,
-            text=shorten(self.text, _DECODE_TEXT_LIMIT),
-        )
+
+def decode_error(response: RawResponse, expected: str, exc: Exception) -> ResponseDecodeError:
+    """The :class:`ResponseDecodeError` for a 2xx body that msgspec refused.
+
+    Args:
+        response: the response.
+        expected: what the body should have been, for the message (``"Page[Device]"``).
+        exc: msgspec's ``ValidationError`` or ``DecodeError`` (its path goes to ``.path``).
+    """
+    reason = str(exc)
+    match = _PATH_IN_MESSAGE.search(reason)
+    return ResponseDecodeError(
+        f"{response.method} {_url_path(response.url)} -> {response.status}: the response does "
+        f"not match {expected}: {reason}",
+        method=response.method,
+        url=response.url,
+        status=response.status,
+        path=match.group(1) if match else "$",
+        text=condense(response.text),
+    )
 
 
 def parse_error_body(text: str) -> Any:
@@ -151,54 +170,77 @@ def parse_error_body(text: str) -> Any:
     return stripped
 
 
-def status_error(response: RawResponse, *, now: float | None = None) -> APIStatusError:
+def redirect_target(location: str | None, url: str) -> str | None:
+    """Where a ``Location`` header points, resolved against the request ``url``, without
+    credentials, query string or fragment; ``None`` when absent or unreadable."""
+    if not location or not location.strip():
+        return None
+    try:
+        target = urlsplit(urljoin(url, location.strip()))
+        host = target.hostname
+        port = target.port
+    except ValueError:
+        return None
+    if not host or target.scheme not in ("http", "https"):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{target.scheme}://{netloc}{target.path}"
+
+
+def status_error(
+    response: RawResponse, *, now: float | None = None, secrets: tuple[str, ...] = ()
+) -> APIStatusError:
     """The exception for a non-2xx response.
 
     The message reads like ``POST /api/public/v1/devices/paginate -> 422 Unprocessable Entity:
-    The page field is required.``.
+    The page field is required.``: server text condensed (an HTML page becomes its title, one
+    line, at most 200 characters). For a 3xx it names the target, never the body.
 
     Args:
         response: the response.
         now: the current time in seconds since the epoch (for an HTTP-date ``Retry-After``).
+        secrets: known secrets (password, tokens), masked as ``***`` wherever the server's
+            text appears: message, ``text``, ``body``, ``headers``.
     """
     status = response.status
-    text = response.content.decode("utf-8", "replace")
-    body = parse_error_body(text)
+    raw = response.text
+    body = mask_value(parse_error_body(raw), secrets)
+    text = mask_secrets(raw, secrets)[:_MAX_ERROR_TEXT]
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = ""
     message = f"{response.method} {_url_path(response.url)} -> {status} {phrase}".rstrip()
+    cls = status_error_class(status)
+    fields: dict[str, Any] = {
+        "status": status,
+        "method": response.method,
+        "url": response.url,
+        "body": body,
+        "text": text,
+        "headers": {key: mask_secrets(value, secrets) for key, value in response.headers.items()},
+    }
+    if cls is RedirectError:
+        location = redirect_target(_header(response.headers, "location"), response.url)
+        target = location if location is not None else "no usable Location"
+        return RedirectError(
+            f"{message}: redirect to {target} not followed", location=location, **fields
+        )
     detail = extract_server_message(body)
     if detail is None and body is not None:
         detail = text
     if detail:
-        message = f"{message}: {shorten(detail)}"
-    cls = status_error_class(status)
-    headers = dict(response.headers)
+        detail = condense(detail, secrets=secrets)
+    if detail:
+        message = f"{message}: {detail}"
     if cls is RateLimitError:
         retry_after = _parse_retry_after(
             response.headers.get("Retry-After"), time.time() if now is None else now
         )
-        return RateLimitError(
-            message,
-            retry_after=retry_after,
-            status=status,
-            method=response.method,
-            url=response.url,
-            body=body,
-            text=text,
-            headers=headers,
-        )
-    return cls(
-        message,
-        status=status,
-        method=response.method,
-        url=response.url,
-        body=body,
-        text=text,
-        headers=headers,
-    )
+        return RateLimitError(message, retry_after=retry_after, **fields)
+    return cls(message, **fields)
 
 
 @dataclass(frozen=True)
@@ -335,7 +377,7 @@ class Transport:
         self._root = config.api_root
         self._prefix = config.api_prefix
         self._base_headers = {"Accept": "application/json", "User-Agent": config.user_agent}
-        self._extra: dict[str, Any] = {"raise_for_status": False}
+        self._extra: dict[str, Any] = {"raise_for_status": False, "allow_redirects": False}
         if not pool.verify_ssl:
             self._extra["ssl"] = False
         self._connect_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
@@ -400,11 +442,39 @@ class Transport:
         )
 
     async def auth_send(self, path: str, body: Mapping[str, str]) -> bytes:
-        """POST a login/refresh body: unauthenticated, never repeated automatically."""
-        response = await self.request(
-            "POST", path, content=_ENCODER.encode(body), authenticated=False, retry="never"
-        )
+        """POST a login/refresh body: unauthenticated, not repeated automatically, except
+        once after a 429 whose ``Retry-After`` is at most ``policy.max_auth_retry_after``."""
+        content = _ENCODER.encode(body)
+        try:
+            response = await self.request(
+                "POST", path, content=content, authenticated=False, retry="never"
+            )
+        except RateLimitError as exc:
+            wait = exc.retry_after
+            if wait is None or wait > self._policy.max_auth_retry_after:
+                raise
+            self._counters.retries += 1
+            if _log.isEnabledFor(logging.INFO):
+                _log.info("POST %s: 429, one more attempt after %.3f s", self._prefix + path, wait)
+            if wait > 0:
+                await self._clock.sleep(wait)
+            response = await self.request(
+                "POST", path, content=content, authenticated=False, retry="never"
+            )
         return response.content
+
+    async def _authenticating(self, pending: Awaitable[str | None]) -> str | None:
+        """``await pending`` (a token for a request); an error it raises is marked
+        ``while_authenticating``: the request that needed the token was not sent."""
+        try:
+            return await pending
+        except Iris360Error as exc:
+            exc.while_authenticating = True
+            raise
+
+    def _secrets(self, token: str | None) -> tuple[str, ...]:
+        known = self._tokens.secrets()
+        return known if token is None or token in known else (*known, token)
 
     # -- the request path -------------------------------------------------------------------
 
@@ -464,6 +534,7 @@ class Transport:
         deadline_at = None if timeout.deadline is None else clock.monotonic() + timeout.deadline
         retries = 0
         replays = 0
+        renewals = 0
         error: Iris360Error | None = None
         while True:
             if gate.until:
@@ -476,7 +547,7 @@ class Transport:
             if authenticated:
                 token = tokens.current_token()
                 if token is None:
-                    token = await tokens.get_token()
+                    token = await self._authenticating(tokens.get_token())
             request_headers = self._base_headers.copy()
             if token is not None:
                 request_headers["Authorization"] = "Bearer " + token
@@ -511,18 +582,17 @@ class Transport:
                     self._budget.record_success()
                     return response
                 if status == 401 and authenticated and replays < _MAX_REPLAYS:
-                    # One refresh and one replay; a further replay only when another request
-                    # has already replaced the rejected token (no new refresh is started).
-                    renewed = (
-                        await tokens.token_rejected(token)
-                        if replays == 0
-                        else tokens.replacement_for(token)
-                    )
+                    # Replay with the token that replaced the rejected one; renew it only when
+                    # nobody has yet (single flight), at most MAX_RENEWALS times per request.
+                    renewed = tokens.replacement_for(token)
+                    if renewed is None and renewals < MAX_RENEWALS:
+                        renewals += 1
+                        renewed = await self._authenticating(tokens.token_rejected(token))
                     if renewed is not None:
                         replays += 1
                         self._counters.replays += 1
                         continue
-                error = status_error(response, now=clock.time())
+                error = status_error(response, now=clock.time(), secrets=self._secrets(token))
                 if status == 429:
                     self._counters.rate_limited += 1
                     asked = error.retry_after if isinstance(error, RateLimitError) else None
@@ -576,6 +646,28 @@ class Transport:
                 total=None, sock_connect=connect
             )
         return found
+
+    def _too_large(
+        self,
+        response: aiohttp.ClientResponse,
+        method: str,
+        url: str,
+        path: str,
+        limit: int,
+        start: bytes,
+    ) -> ResponseTooLargeError:
+        response.close()  # the rest is never read: the connection is not reused
+        text = start[:_TEXT_OF_TOO_LARGE].decode("utf-8", "replace")
+        return ResponseTooLargeError(
+            f"{method} {self._prefix}{path} -> {response.status}: the response body is larger "
+            f"than max_response_bytes ({limit} bytes); it was not read",
+            limit=limit,
+            method=method,
+            url=url,
+            status=response.status,
+            path="$",
+            text=condense(text, secrets=self._tokens.secrets()),
+        )
 
     def _expired_error(
         self,
@@ -656,15 +748,31 @@ class Transport:
                 timeout=client_timeout,
                 **self._extra,
             ) as response:
-                if watch is None:
+                limit = self._config.max_response_bytes
+                length = response.content_length
+                if limit is not None and length is not None and length > limit:
+                    first = await response.content.readany()
+                    raise self._too_large(response, method, url, path, limit, first)
+                if watch is None and (
+                    limit is None
+                    or (length is not None and "Content-Encoding" not in response.headers)
+                ):  # read whole: no limit, or a size already checked (not so if compressed)
                     body = await response.read()
                 else:  # piece by piece: every piece restarts the read timeout
-                    watch.progress()
+                    if watch is not None:
+                        watch.progress()
                     pieces: list[bytes] = []
+                    size = 0
                     readany = response.content.readany
                     while piece := await readany():
-                        watch.progress()
+                        if watch is not None:
+                            watch.progress()
                         pieces.append(piece)
+                        size += len(piece)
+                        if limit is not None and size > limit:
+                            raise self._too_large(
+                                response, method, url, path, limit, pieces[0]
+                            )
                     body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
                 result = RawResponse(response.status, response.headers, body, method, url)
         except asyncio.CancelledError:

@@ -25,7 +25,8 @@ has ``while_authenticating = True``: the request that needed the token was never
 Exceptions never carry the access token, the refresh token or the password, and they are
 picklable, so they survive multiprocessing and task queues intact. Server text inside them is
 condensed (:func:`condense`: an HTML page becomes its title, whitespace is collapsed, the
-length is bounded).
+length is bounded), and any known secret the server echoed (the password, a token) is
+replaced by ``***`` in the message, ``text``, ``body`` and ``server_message``.
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ __all__ = [
     "UnprocessableEntityError",
     "condense",
     "mask_secrets",
+    "mask_value",
     "status_error_class",
 ]
 
 _MAX_TEXT_IN_MESSAGE = 300
+MAX_ERROR_TEXT = 64 * 1024
+"""Characters of an error response's raw text kept in ``APIStatusError.text``."""
 
 
 class Iris360Error(Exception):
@@ -118,11 +122,11 @@ class APIStatusError(Iris360Error):
         url: the request URL (never contains credentials).
         body: the parsed body: a ``dict``/``list`` for JSON, a ``str`` for a JSON string
             literal or for plain text, ``None`` for an empty body.
-        text: the raw response text.
+        text: the raw response text (known secrets masked, at most :data:`MAX_ERROR_TEXT`
+            characters).
         headers: the response headers (a plain ``dict``).
+        status_code: the same as ``status``.
     """
-
-    status_code: int = 0
 
     def __init__(
         self,
@@ -144,9 +148,18 @@ class APIStatusError(Iris360Error):
         self.headers = dict(headers or {})
 
     @property
+    def status_code(self) -> int:
+        """The HTTP status code (the same as :attr:`status`)."""
+        return self.status
+
+    @property
     def server_message(self) -> str | None:
-        """The most human-readable part of the error body, if any."""
-        return extract_server_message(self.body)
+        """The most human-readable part of the error body, condensed (:func:`condense`), if
+        any."""
+        message = extract_server_message(self.body)
+        if message is None:
+            return None
+        return condense(message) or None
 
 
 class RedirectError(APIStatusError):
@@ -157,7 +170,6 @@ class RedirectError(APIStatusError):
             (``None`` when absent).
     """
 
-    status_code = 300
 
     def __init__(self, message: str, *, location: str | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
@@ -167,37 +179,31 @@ class RedirectError(APIStatusError):
 class BadRequestError(APIStatusError):
     """400 Bad Request."""
 
-    status_code = 400
 
 
 class AuthenticationError(APIStatusError):
     """401 Unauthorized: missing, invalid or expired credentials."""
 
-    status_code = 401
 
 
 class PermissionDeniedError(APIStatusError):
     """403 Forbidden."""
 
-    status_code = 403
 
 
 class NotFoundError(APIStatusError):
     """404 Not Found."""
 
-    status_code = 404
 
 
 class UnprocessableEntityError(APIStatusError):
     """422 Unprocessable Entity: the server's validation refused the request."""
 
-    status_code = 422
 
 
 class RateLimitError(APIStatusError):
     """429 Too Many Requests. ``retry_after`` is the server's wait in seconds, if given."""
 
-    status_code = 429
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
@@ -207,7 +213,6 @@ class RateLimitError(APIStatusError):
 class InternalServerError(APIStatusError):
     """5xx: the server failed."""
 
-    status_code = 500
 
 
 class ResponseDecodeError(Iris360Error):
@@ -319,6 +324,27 @@ def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
         if secret in text:
             text = text.replace(secret, _MASK)
     return text
+
+
+def mask_value(value: Any, secrets: Iterable[str | None]) -> Any:
+    """``value`` (a parsed JSON body) with known secrets masked in every string inside it,
+    keys included; other values unchanged. Returns ``value`` itself when nothing is masked."""
+    found = tuple(s for s in secrets if s)
+    if not found:
+        return value
+    return _mask_walk(value, found)
+
+
+def _mask_walk(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value, secrets)
+    if isinstance(value, list):
+        return [_mask_walk(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {
+            _mask_walk(key, secrets): _mask_walk(item, secrets) for key, item in value.items()
+        }
+    return value
 
 
 def condense(

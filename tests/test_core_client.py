@@ -342,3 +342,127 @@ def test_other_errors_pickle_round_trip() -> None:
         assert back.__dict__ == exc.__dict__
         assert str(back) == str(exc)
     assert isinstance(errors[0], APIStatusError)
+
+
+# -- settings refused when the client is built ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://h:183800", "port out of range"),
+        ("http://h:0", "port out of range"),
+        ("http://h:http", "port that is not a number"),
+        ("http://", "no host"),
+        ("https://:443", "no host"),
+        ("http://[::1", "not a valid URL"),
+        ("https://user:pw-in-url-secret@iris.example.com", "credentials"),
+        ("https://:pw-in-url-secret@iris.example.com", "credentials"),
+        ("https://iris.example.com/?tenant=x", "query"),
+        ("https://iris.example.com/#top", "fragment"),
+        ("https://iris example.com", "whitespace"),
+        ("ftp://iris.example.com", "http"),
+    ],
+)
+def test_invalid_base_urls_are_refused_naming_the_problem(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as info:
+        Iris360Client(url, _environ={})
+    assert "pw-in-url-secret" not in str(info.value)
+    with pytest.raises(ValueError, match=problem):
+        ClientConfig(base_url=url)
+    with pytest.raises(ValueError, match=problem):
+        Iris360Client(_environ={"IRIS360_BASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url", ["https://iris.example.com", "http://127.0.0.1:8080/", "http://[::1]:9000/prefix"]
+)
+def test_valid_base_urls_are_accepted(url: str) -> None:
+    assert Iris360Client(url, _environ={}).base_url == url
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 0, -0.5])
+def test_timeouts_must_be_finite_and_positive(value: float) -> None:
+    for field in ("connect", "read", "total", "deadline"):
+        with pytest.raises(ValueError, match=f"Timeout.{field}"):
+            Timeout(**{field: value})
+    with pytest.raises(ValueError, match="timeout"):
+        Iris360Client("http://h", timeout=value, _environ={})
+
+
+@pytest.mark.parametrize("value", [True, False, "10", [1]])
+def test_timeouts_must_be_numbers(value: Any) -> None:
+    with pytest.raises(TypeError, match=r"Timeout\.total"):
+        Timeout(total=value)
+    with pytest.raises(TypeError):
+        Iris360Client("http://h", timeout=value, _environ={})
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("IRIS360_TIMEOUT", "nan"), ("IRIS360_TIMEOUT", "inf"), ("IRIS360_TIMEOUT", "-3"),
+        ("IRIS360_TIMEOUT", "0"), ("IRIS360_TIMEOUT", "soon"),
+        ("IRIS360_MAX_RETRIES", "-1"), ("IRIS360_MAX_RETRIES", "1.5"),
+        ("IRIS360_CONNECTION_LIMIT", "0"), ("IRIS360_CONNECTION_LIMIT", "nan"),
+        ("IRIS360_MAX_RESPONSE_BYTES", "0"), ("IRIS360_MAX_RESPONSE_BYTES", "lots"),
+        ("IRIS360_MAX_RESPONSE_BYTES", "1e6"),
+    ],
+)
+def test_bad_environment_numbers_name_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Iris360Client("http://h", _environ={name: raw})
+
+
+@pytest.mark.parametrize("value", [None, 0, 1, "no", "false", ""])
+def test_verify_ssl_must_be_exactly_true_or_false(value: Any) -> None:
+    with pytest.raises(TypeError, match="verify_ssl"):
+        Iris360Client("https://h", verify_ssl=value, _environ={})
+    with pytest.raises(TypeError, match="verify_ssl"):
+        ClientConfig(base_url="https://h", verify_ssl=value)
+
+
+def test_verify_ssl_false_warns_once_per_client(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="iris360_async"):
+        iris = Iris360Client("https://h", verify_ssl=False, _environ={})
+        iris.with_options(max_retries=0)
+        iris.with_options(timeout=3)
+        Iris360Client("https://h", _environ={})
+    warnings_ = [r for r in caplog.records if "TLS certificate verification is off" in r.message]
+    assert len(warnings_) == 1
+    assert warnings_[0].levelno == logging.WARNING
+    assert iris._transport._extra["ssl"] is False
+
+
+def test_max_response_bytes_setting() -> None:
+    assert Iris360Client("http://h", _environ={}).config.max_response_bytes == 64 * 1024 * 1024
+    assert Iris360Client("http://h", max_response_bytes=None, _environ={}).config \
+        .max_response_bytes is None
+    env = {"IRIS360_MAX_RESPONSE_BYTES": "4096"}
+    assert Iris360Client("http://h", _environ=env).config.max_response_bytes == 4096
+    env = {"IRIS360_MAX_RESPONSE_BYTES": "none"}
+    assert Iris360Client("http://h", _environ=env).config.max_response_bytes is None
+    assert Iris360Client(
+        "http://h", max_response_bytes=10, _environ={"IRIS360_MAX_RESPONSE_BYTES": "4096"}
+    ).config.max_response_bytes == 10
+    copy = Iris360Client("http://h", _environ={}).with_options(max_response_bytes=100)
+    assert copy.config.max_response_bytes == 100
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_response_bytes"):
+            Iris360Client("http://h", max_response_bytes=bad, _environ={})
+    for wrong in (True, 1.5, "10"):
+        with pytest.raises(TypeError, match="max_response_bytes"):
+            Iris360Client("http://h", max_response_bytes=wrong, _environ={})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_refresh_margin_and_retry_policy_must_be_finite(value: float) -> None:
+    with pytest.raises(ValueError, match="refresh_margin"):
+        Iris360Client("http://h", refresh_margin=value, _environ={})
+    if value != -1.0:
+        with pytest.raises(ValueError, match="max_retry_after"):
+            RetryPolicy(max_retry_after=value)
+        with pytest.raises(ValueError, match="max_auth_retry_after"):
+            RetryPolicy(max_auth_retry_after=value)

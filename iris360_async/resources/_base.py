@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlsplit
 
 import msgspec
 
-from ..errors import ResponseDecodeError, shorten
+from .._transport import decode_error
 
 if TYPE_CHECKING:
     from .._client import Iris360Client
@@ -18,8 +16,6 @@ if TYPE_CHECKING:
 __all__ = ["APIResource", "decode_response"]
 
 T = TypeVar("T")
-
-_PATH_IN_MESSAGE = re.compile(r" - at `(\$[^`]*)`$")
 
 
 class APIResource:
@@ -49,15 +45,4 @@ def decode_response(response: RawResponse, decode: Callable[[bytes], T], name: s
     try:
         return decode(response.content)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        reason = str(exc)
-        match = _PATH_IN_MESSAGE.search(reason)
-        path = urlsplit(response.url).path or "/"
-        raise ResponseDecodeError(
-            f"{response.method} {path} -> {response.status}: the response does not match "
-            f"{name}: {reason}",
-            method=response.method,
-            url=response.url,
-            status=response.status,
-            path=match.group(1) if match else "$",
-            text=shorten(response.content.decode("utf-8", "replace"), 200),
-        ) from None
+        raise decode_error(response, name, exc) from None
