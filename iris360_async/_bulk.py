@@ -91,7 +91,7 @@ from .models.bulk import (
     CommandStatus,
     ProgressStats,
 )
-from .models.devices import SENT_ITEM
+from .models.devices import SENT_ITEM, MalformedBulkItem
 
 __all__ = [
     "BulkItem",
@@ -146,7 +146,7 @@ def _describe(value: Any) -> str:
         text = _encode(value).decode("utf-8", "replace")
     except (TypeError, msgspec.EncodeError):
         text = repr(value)
-    return errors.shorten(text)
+    return errors.condense(text)
 
 
 def classify_item(original: Any) -> tuple[CommandStatus, str | None]:
@@ -154,8 +154,13 @@ def classify_item(original: Any) -> tuple[CommandStatus, str | None]:
 
     * ``{"data": "Command sent!!"}`` -> ``sent``
     * ``{"errors": "You cannot send any of: …"}`` -> ``rejected`` (detail: the message)
-    * an object with ``data`` but no ``errors`` and another sentence -> ``unknown``
-    * anything else (broker error object, string, ``null``, …) -> ``failed``
+    * any other object (a broker error object), a string (an exception text) or ``null``
+      -> ``failed``: the documented shapes of a failure for that device (API §4.11)
+    * an object with ``data`` but no ``errors`` and another sentence, the bare string
+      ``"Command sent!!"``, a number, a boolean, a list, a missing ``original`` -> ``unknown``:
+      not a shape the platform documents, so it proves neither success nor failure
+
+    Server text in details is condensed (:func:`iris360_async.errors.condense`).
     """
     if isinstance(original, dict):
         data = original.get("data")
@@ -167,15 +172,22 @@ def classify_item(original: Any) -> tuple[CommandStatus, str | None]:
                 return _UNKNOWN, f"unrecognised success body: {_describe(original)}"
         if isinstance(errs, str):
             if errs.startswith(REJECTED_PREFIX):
-                return _REJECTED, errs
-            return _FAILED, errors.shorten(errs)
+                return _REJECTED, errors.condense(errs)
+            return _FAILED, errors.condense(errs)
         message = errors.extract_server_message(original)
-        return _FAILED, errors.shorten(message) if message else _describe(original)
+        return _FAILED, errors.condense(message) if message else _describe(original)
     if isinstance(original, str):
-        return _FAILED, errors.shorten(original) or "empty error text from the server"
+        if original.strip() == SENT_MESSAGE:
+            return _UNKNOWN, (
+                f"unrecognised item: the bare string {SENT_MESSAGE!r} instead of "
+                "{\"data\": ...}"
+            )
+        return _FAILED, errors.condense(original) or "empty error text from the server"
     if original is None:
         return _FAILED, "the server gave no detail (the broker answered with a non-JSON body)"
-    return _FAILED, f"unexpected item body: {_describe(original)}"
+    if original is msgspec.UNSET:
+        return _UNKNOWN, "unrecognised item: no 'original'"
+    return _UNKNOWN, f"unrecognised item: {type(original).__name__} {_describe(original)}"
 
 
 _SENT_BODY = {"data": SENT_MESSAGE}
@@ -192,7 +204,9 @@ def _all_sent(items: Sequence[BulkItem]) -> bool:
         originals = list(map(_get_original, items))
     except AttributeError:
         return False
-    return originals.count(_SENT_BODY) == len(originals)
+    return originals.count(_SENT_BODY) == len(originals) and not any(
+        isinstance(item, MalformedBulkItem) for item in items
+    )
 
 
 def classify_chunk(
@@ -211,7 +225,11 @@ def classify_chunk(
         try:
             original = item.original
         except AttributeError:
-            append(CommandOutcome(serial, _UNKNOWN, "answer item without 'original'"))
+            append(CommandOutcome(serial, _UNKNOWN, "unrecognised item: no 'original'"))
+            continue
+        if isinstance(item, MalformedBulkItem):
+            reason = f"unrecognised item: not an object with 'original': {_describe(original)}"
+            append(CommandOutcome(serial, _UNKNOWN, reason, original))
             continue
         if original == _SENT_BODY:
             append(CommandOutcome(serial, _SENT))
@@ -230,34 +248,83 @@ class ErrorVerdict:
         detail: the reason, without credentials.
         stop: the job cannot go on (authentication lost, unexpected error).
         retryable: re-sending may help (used only with ``retry_unknown``).
+        stop_reason: the job's ``stopped_reason`` when ``stop`` (default:
+            ``"error: <ExceptionType>"``).
     """
 
     status: CommandStatus
     detail: str
     stop: bool = False
     retryable: bool = False
+    stop_reason: str | None = None
+
+
+AUTH_STOP_REASON = "authentication failed"
 
 
 def _status_detail(exc: errors.APIStatusError) -> str:
     message = exc.server_message
-    return f"HTTP {exc.status}: {errors.shorten(message)}" if message else f"HTTP {exc.status}"
+    return f"HTTP {exc.status}: {errors.condense(message)}" if message else f"HTTP {exc.status}"
+
+
+def _error_text(exc: BaseException) -> str:
+    """A short description of ``exc`` for a detail (server text condensed)."""
+    if isinstance(exc, errors.APIStatusError):
+        return _status_detail(exc)
+    if isinstance(exc, errors.Iris360Error):
+        return f"{type(exc).__name__}: {errors.condense(exc.message)}"
+    return f"{type(exc).__name__}: {errors.condense(str(exc))}"
+
+
+def _token_verdict(exc: BaseException) -> ErrorVerdict:
+    """Obtaining the access token failed: the bulk request was never sent; the job stops."""
+    return ErrorVerdict(
+        _FAILED,
+        f"{NOT_SENT_PREFIX} could not obtain an access token ({_error_text(exc)})",
+        stop=True,
+        stop_reason=AUTH_STOP_REASON,
+    )
+
+
+def _redirect_verdict(exc: errors.RedirectError) -> ErrorVerdict:
+    target = f" to {exc.location}" if exc.location else ""
+    return ErrorVerdict(
+        _UNKNOWN,
+        f"the server answered with a redirect ({exc.status}{target}); it may have acted "
+        "(redirects are never followed)",
+    )
 
 
 def classify_exception(exc: BaseException) -> ErrorVerdict:
-    """The verdict for a chunk whose ``send_chunk`` raised ``exc`` (after its own retries)."""
+    """The verdict for a chunk whose ``send_chunk`` raised ``exc`` (after its own retries).
+
+    ``unknown`` only when the bytes of the bulk request may have reached the server. An error
+    raised while obtaining an access token (``while_authenticating``, whatever its type) means
+    the request was never sent: ``failed`` with a ``not sent:`` detail, and the job stops.
+    """
+    if getattr(exc, "while_authenticating", False):
+        return _token_verdict(exc)
     if isinstance(exc, errors.APIConnectionError):
         if not exc.request_sent:
             return ErrorVerdict(
                 _FAILED,
-                f"{NOT_SENT_PREFIX} the connection could not be established ({exc.message})",
+                f"{NOT_SENT_PREFIX} the connection could not be established "
+                f"({errors.condense(exc.message)})",
             )
         what = "timed out" if isinstance(exc, errors.APITimeoutError) else "connection lost"
         return ErrorVerdict(
-            _UNKNOWN, f"{what} after the request was sent ({exc.message})", retryable=True
+            _UNKNOWN,
+            f"{what} after the request was sent ({errors.condense(exc.message)})",
+            retryable=True,
         )
+    if isinstance(exc, errors.RedirectError):
+        return _redirect_verdict(exc)
     if isinstance(exc, errors.AuthenticationError):
         return ErrorVerdict(
-            _FAILED, f"{NOT_SENT_PREFIX} authentication failed ({_status_detail(exc)})", stop=True
+            _FAILED,
+            f"{NOT_SENT_PREFIX} authentication failed ({_status_detail(exc)})",
+            stop=True,
+            stop_reason=AUTH_STOP_REASON,
         )
     if isinstance(exc, errors.RateLimitError):
         return ErrorVerdict(
@@ -283,16 +350,20 @@ def classify_exception(exc: BaseException) -> ErrorVerdict:
         )
     if isinstance(exc, errors.APIStatusError):
         return ErrorVerdict(_UNKNOWN, f"unexpected answer ({_status_detail(exc)})")
+    if isinstance(exc, errors.ResponseTooLargeError):
+        return ErrorVerdict(
+            _UNKNOWN,
+            f"the answer exceeded the size limit ({exc.limit} bytes) and was not read; "
+            "the server may have acted",
+        )
     if isinstance(exc, errors.ResponseDecodeError):
         return ErrorVerdict(
-            _UNKNOWN, f"the answer could not be read ({errors.shorten(exc.message)})",
+            _UNKNOWN, f"the answer could not be read ({errors.condense(exc.message)})",
             retryable=True,
         )
     if isinstance(exc, errors.Iris360Error):
-        return ErrorVerdict(_UNKNOWN, errors.shorten(exc.message))
-    return ErrorVerdict(
-        _UNKNOWN, f"unexpected error: {type(exc).__name__}: {errors.shorten(str(exc))}", stop=True
-    )
+        return ErrorVerdict(_UNKNOWN, errors.condense(exc.message))
+    return ErrorVerdict(_UNKNOWN, f"unexpected error: {_error_text(exc)}", stop=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1241,9 +1312,7 @@ class CommandDispatcher:
                     retryable = verdict.retryable
                     if verdict.stop:
                         self._request_stop(
-                            "authentication failed"
-                            if isinstance(exc, errors.AuthenticationError)
-                            else f"error: {type(exc).__name__}"
+                            verdict.stop_reason or f"error: {type(exc).__name__}"
                         )
                 else:
                     if len(items) == len(serials) and _all_sent(items):

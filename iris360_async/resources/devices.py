@@ -35,6 +35,7 @@ from ..models.devices import (
     Device,
     DevicePaginationRequest,
     ImportResult,
+    MalformedBulkItem,
 )
 from ._base import APIResource, decode_response
 
@@ -101,7 +102,8 @@ def _all_sent_body(n: int) -> bytes:
 
 def _decode_bulk_results(content: bytes) -> list[BulkCommandItemResult]:
     """The 207 array. Elements that are not ``{headers, original, exception}`` envelopes
-    (no ``original`` key, or not an object) are kept whole as ``original``."""
+    (no ``original`` key, or not an object) are kept whole as the ``original`` of a
+    :class:`MalformedBulkItem`, which the bulk engine ends ``unknown``."""
     try:
         items = _BULK_RESULTS.decode(content)
     except msgspec.ValidationError:
@@ -124,7 +126,7 @@ def _decode_bulk_results(content: bytes) -> list[BulkCommandItemResult]:
                 )
             )
         else:
-            out.append(BulkCommandItemResult(original=element))
+            out.append(MalformedBulkItem(original=element))
     return out
 
 
