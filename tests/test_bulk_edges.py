@@ -4,6 +4,7 @@ reports, worker counts and option forms (issue 11)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_bulk_emulator import client_for
@@ -99,3 +100,14 @@ async def test_login_answering_503_sends_nothing_and_a_resumed_job_sends_everyth
         assert resumed.counts["skipped"] == 0
         assert resumed.counts["sent"] + resumed.counts["rejected"] == 1000
         assert emu.stats.max_applications("w_ota") == 1
+
+
+# -- 9. command values JSON carries exactly ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), b"\x00", {1, 2}, 2**70])
+async def test_inexact_command_values_are_refused_before_anything_is_sent(value: Any) -> None:
+    server = FakeServer()
+    with pytest.raises((TypeError, ValueError), match="command value w_ota"):
+        await send_commands(server, ["A"], {"w_ota": value})
+    assert server.calls == []
