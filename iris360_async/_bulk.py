@@ -23,9 +23,10 @@ chunk per busy worker, the reading worker holding none), within the
 Decisions (also stated in the docs of :class:`CommandDispatcher`):
 
 * Input items are stripped of surrounding whitespace; blank strings (empty lines of a file)
-  are ignored and not counted. An item that is not a ``str`` ends ``failed`` with
-  ``"invalid serial: …"`` without being sent (an input read lazily cannot be refused before
-  the first request).
+  are ignored and not counted. An item that is not a ``str``, or a serial too long for
+  ``max_body_bytes``, ends ``failed`` with ``"not sent: invalid serial: …"`` without being sent
+  (an input read lazily cannot be refused before the first request); the journal does not
+  count it as settled, so a resumed job with the input fixed sends it.
 * Duplicates end ``skipped`` (``"duplicate serial in input"``); the first occurrence wins.
   ``send_commands`` keeps an exact ``set`` of the serials (the report holds them anyway);
   ``stream_commands``, which keeps nothing else per serial, keeps a compact set of 64-bit
@@ -94,6 +95,7 @@ from .models.bulk import (
 from .models.devices import SENT_ITEM, MalformedBulkItem
 
 __all__ = [
+    "MAX_CONCURRENCY",
     "BulkItem",
     "ChunkPlanner",
     "CommandDispatcher",
@@ -105,6 +107,7 @@ __all__ = [
     "classify_exception",
     "classify_item",
     "plan_chunks",
+    "resend_statuses",
     "send_commands",
     "serial_size",
     "stream_commands",
@@ -585,7 +588,7 @@ class _Chunk:
 
 _Sink = Callable[[list[CommandOutcome]], Awaitable[None]]
 
-_RESENDABLE = frozenset({CommandStatus.REJECTED, CommandStatus.FAILED, CommandStatus.UNKNOWN})
+_RESENDABLE_NAMES = frozenset({"rejected", "failed", "unknown"})
 _CHECKPOINT_EVERY = 1024
 _SCAN_FROM = 20_000  # inputs this long (lists, tuples) are checked for repeats before the job
 _SCAN_SLICE = 65_536  # serials checked between two yields to the event loop
@@ -613,6 +616,43 @@ async def _all_distinct(serials: list[Any] | tuple[Any, ...]) -> bool:
     return "" not in forms and len(forms) == len(serials)
 
 
+MAX_CONCURRENCY = 1024
+"""The ceiling of ``concurrency`` (requests in flight, one worker each)."""
+
+_RESEND_HELP = (
+    "resend takes 'rejected', 'failed' and/or 'unknown': one status, a comma-separated "
+    "string ('failed,unknown') or a list of them"
+)
+
+
+def resend_statuses(resend: Collection[CommandStatus | str] | str | None) -> frozenset[str]:
+    """The journal statuses ``resend`` names: a status, a comma-separated string
+    (``"failed,unknown"``), or a collection of statuses; ``None`` or empty: none.
+
+    Raises:
+        TypeError: not a string or a collection of strings.
+        ValueError: a name that is not ``rejected``, ``failed`` or ``unknown``.
+    """
+    if resend is None:
+        return frozenset()
+    if isinstance(resend, str):
+        items: list[object] = [part.strip() for part in resend.split(",") if part.strip()]
+    elif isinstance(resend, (bytes, bytearray)) or not isinstance(resend, Iterable):
+        raise TypeError(f"{_RESEND_HELP}; got {type(resend).__name__}")
+    else:
+        items = list(resend)
+    out: set[str] = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{_RESEND_HELP}; got {type(item).__name__} {item!r}")
+        name = item.value if isinstance(item, CommandStatus) else item.strip().lower()
+        if name not in _RESENDABLE_NAMES:
+            never = " (a sent serial is never sent again)" if name == "sent" else ""
+            raise ValueError(f"{_RESEND_HELP}; got {item!r}{never}")
+        out.add(name)
+    return frozenset(out)
+
+
 def _not_sent(serials: Iterable[str], reason: str) -> list[CommandOutcome]:
     detail = f"{NOT_SENT_PREFIX} job stopped ({reason})"
     return [CommandOutcome(s, _SKIPPED, detail) for s in serials]
@@ -637,7 +677,7 @@ class JobOptions(TypedDict, total=False):
     max_failures: int | None
     dedupe: bool
     journal: str | os.PathLike[str] | None
-    resend: Collection[CommandStatus | str]
+    resend: Collection[CommandStatus | str] | str | None
     journal_force: bool
     journal_fsync: bool
     on_progress: ProgressCallback | None
@@ -658,9 +698,11 @@ class CommandDispatcher:
             failures itself; the engine never repeats a chunk unless ``retry_unknown`` asks.
         commands: ``name -> value``; validated at construction (``TypeError``/``ValueError``).
         chunk_size: serials per request (>= 1).
-        concurrency: requests in flight at most (>= 1): the size of the worker pool.
+        concurrency: requests in flight at most (1 to :data:`MAX_CONCURRENCY`, 1024): the
+            most workers the job starts. Workers start one per chunk read, so a job never has
+            more workers than chunks.
         max_body_bytes: also cut chunks so the JSON body stays within this many bytes; a
-            serial too long to fit alone ends ``failed`` (not sent).
+            serial too long to fit alone ends ``failed`` (``not sent:``, resumable).
         max_rate: at most this many requests started per second (smoothing); ``None``: no limit.
         retry_unknown: re-send a chunk that ended wholly ``unknown`` after a timeout, lost
             connection, 5xx or unreadable answer up to this many times (only for commands that
@@ -680,8 +722,10 @@ class CommandDispatcher:
             records as settled are ``skipped`` (``"already sent in journal"`` …) and results
             are appended, flushed per chunk.
         resend: statuses recorded in the journal that are sent again on resume, among
-            ``"rejected"``, ``"failed"``, ``"unknown"``. Default: none (a serial the journal
-            settled is never sent twice; ``sent`` is never re-sent).
+            ``"rejected"``, ``"failed"``, ``"unknown"``: one status (``"unknown"``), a
+            comma-separated string (``"failed,unknown"``) or a collection of statuses.
+            Default: none (a serial the journal settled is never sent twice; ``sent`` is never
+            re-sent).
         journal_force: resume a journal written for other commands.
         journal_fsync: ``os.fsync`` the journal at every flush (safer against power loss,
             slower).
@@ -710,7 +754,7 @@ class CommandDispatcher:
         max_failures: int | None = None,
         dedupe: bool = True,
         journal: str | os.PathLike[str] | None = None,
-        resend: Collection[CommandStatus | str] = (),
+        resend: Collection[CommandStatus | str] | str | None = (),
         journal_force: bool = False,
         journal_fsync: bool = False,
         on_progress: ProgressCallback | None = None,
@@ -724,6 +768,8 @@ class CommandDispatcher:
                 raise TypeError(f"{name} must be an int")
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if concurrency > MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be <= {MAX_CONCURRENCY}, got {concurrency}")
         if isinstance(retry_unknown, bool) or not isinstance(retry_unknown, int):
             raise TypeError("retry_unknown must be an int")
         if retry_unknown < 0:
@@ -738,9 +784,7 @@ class CommandDispatcher:
             raise ValueError("max_failures must be >= 1")
         if progress_interval < 0:
             raise ValueError("progress_interval must be >= 0 seconds")
-        resend_set = frozenset(CommandStatus(s) for s in resend)
-        if not resend_set <= _RESENDABLE:
-            raise ValueError("resend accepts only 'rejected', 'failed' and 'unknown'")
+        resend_names = resend_statuses(resend)
         self._base_bytes = body_base_size(self._commands)
         if max_body_bytes is not None and max_body_bytes < self._base_bytes + 3:
             raise ValueError(
@@ -758,7 +802,7 @@ class CommandDispatcher:
         self._max_failures = max_failures
         self._dedupe = dedupe
         self._journal_path = journal
-        self._resend = frozenset(s.value for s in resend_set)
+        self._resend = resend_names
         self._journal_force = journal_force
         self._journal_fsync = journal_fsync
         self._on_progress = on_progress
@@ -783,6 +827,8 @@ class CommandDispatcher:
         self._immediate: list[CommandOutcome] = []
         self._seen: set[str] | _HashSet | None = None
         self._job_scope: anyio.CancelScope | None = None
+        self._workers_group: anyio.abc.TaskGroup | None = None
+        self._workers = 0
         self._cancel_detail = "the job was cancelled while the request was in flight"
         self._fatal: BaseException | None = None
         self._failures = 0
@@ -882,8 +928,8 @@ class CommandDispatcher:
                     outer.start_soon(self._watch_deadline)
                 async with anyio.create_task_group() as tg:
                     self._job_scope = tg.cancel_scope
-                    for _ in range(self._concurrency):
-                        tg.start_soon(self._worker, sink)
+                    self._workers_group = tg
+                    self._add_worker(sink)
                 outer.cancel_scope.cancel()
             stranded = self._stranded()
             if stranded:
@@ -1062,7 +1108,9 @@ class CommandDispatcher:
             report.total += 1
             immediate.append(
                 CommandOutcome(
-                    repr(item), _FAILED, f"invalid serial: expected str, got {type(item).__name__}"
+                    repr(item),
+                    _FAILED,
+                    f"{NOT_SENT_PREFIX} invalid serial: expected str, got {type(item).__name__}",
                 )
             )
             return None
@@ -1098,7 +1146,9 @@ class CommandDispatcher:
         if not planner.fits_alone(serial):
             immediate.append(
                 CommandOutcome(
-                    serial, _FAILED, "invalid serial: too long to fit max_body_bytes (not sent)"
+                    serial,
+                    _FAILED,
+                    f"{NOT_SENT_PREFIX} invalid serial: too long to fit max_body_bytes",
                 )
             )
             return None
@@ -1146,6 +1196,7 @@ class CommandDispatcher:
                 await self._flush_immediate(sink)
             chunk = _Chunk(self._chunk_index, serials)
             self._chunk_index += 1
+            self._add_worker(sink)
             return chunk
 
     async def _finish_input(self, sink: _Sink | None) -> list[str] | None:
@@ -1261,6 +1312,14 @@ class CommandDispatcher:
         return None
 
     # -- workers ---------------------------------------------------------------------------
+
+    def _add_worker(self, sink: _Sink | None) -> None:
+        """Start one more worker, up to ``concurrency``. Called once at the start and once per
+        chunk read, so the job never has more workers than chunks (plus the one that finds
+        the input exhausted)."""
+        if self._workers < self._concurrency and self._workers_group is not None:
+            self._workers += 1
+            self._workers_group.start_soon(self._worker, sink)
 
     async def _worker(self, sink: _Sink | None) -> None:
         while True:
