@@ -83,7 +83,7 @@ import anyio.lowlevel
 import msgspec
 
 from . import errors
-from ._journal import INFLIGHT, NOT_SENT_PREFIX, Journal
+from ._journal import NOT_SENT_PREFIX, Journal, JournalTarget
 from ._retry import Clock, SystemClock
 from ._validation import validate_commands
 from .models.bulk import (
@@ -653,6 +653,21 @@ def resend_statuses(resend: Collection[CommandStatus | str] | str | None) -> fro
     return frozenset(out)
 
 
+def _journal_skip(journal: Journal, serial: str, resend: frozenset[str]) -> CommandOutcome | None:
+    """The ``skipped`` outcome of a serial an earlier run settled (carrying how it ended then),
+    or ``None`` when it is to be sent (not in the journal, or its status is in ``resend``)."""
+    earlier = journal.earlier(serial)
+    if earlier is None:
+        return None
+    status, detail = earlier
+    if status._value_ in resend:
+        return None
+    text = f"already {status._value_} in journal"
+    return CommandOutcome(
+        serial, _SKIPPED, f"{text}: {detail}" if detail else text, earlier=status
+    )
+
+
 def _not_sent(serials: Iterable[str], reason: str) -> list[CommandOutcome]:
     detail = f"{NOT_SENT_PREFIX} job stopped ({reason})"
     return [CommandOutcome(s, _SKIPPED, detail) for s in serials]
@@ -726,7 +741,8 @@ class CommandDispatcher:
             comma-separated string (``"failed,unknown"``) or a collection of statuses.
             Default: none (a serial the journal settled is never sent twice; ``sent`` is never
             re-sent).
-        journal_force: resume a journal written for other commands.
+        journal_force: resume a journal written for other commands, another server, tenant
+            or scope, or a version-1 journal (which records none of those).
         journal_fsync: ``os.fsync`` the journal at every flush (safer against power loss,
             slower).
         on_progress: ``callback(ProgressStats)``, sync or async, at most every
@@ -736,6 +752,8 @@ class CommandDispatcher:
         on_cancel: ``callback(report)`` called with the partial report when the job is
             cancelled, before the cancellation propagates.
         clock: the time source (tests inject a manual clock).
+        journal_target: the server, tenant and scope the journal is bound to (set by
+            ``devices.send_commands`` from the client's configuration).
     """
 
     def __init__(
@@ -761,6 +779,7 @@ class CommandDispatcher:
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
         clock: Clock | None = None,
+        journal_target: JournalTarget | None = None,
     ) -> None:
         self._commands = validate_commands(commands)
         for name, value in (("chunk_size", chunk_size), ("concurrency", concurrency)):
@@ -805,6 +824,7 @@ class CommandDispatcher:
         self._resend = resend_names
         self._journal_force = journal_force
         self._journal_fsync = journal_fsync
+        self._journal_target = journal_target
         self._on_progress = on_progress
         self._progress_interval = progress_interval
         self._on_cancel = on_cancel
@@ -915,6 +935,7 @@ class CommandDispatcher:
             self._journal = Journal.open(
                 self._journal_path,
                 self._commands,
+                target=self._journal_target,
                 force=self._journal_force,
                 fsync=self._journal_fsync,
             )
@@ -1005,6 +1026,8 @@ class CommandDispatcher:
         else:
             for o in others:
                 counts[o.status._value_] += 1
+                if o.earlier is not None:
+                    report._add_earlier(o, keep=False)
         counts["sent"] += n_sent
         self._settled += len(outcomes)
         if self._journal is not None:
@@ -1121,27 +1144,12 @@ class CommandDispatcher:
                 immediate.append(CommandOutcome(serial, _SKIPPED, "duplicate serial in input"))
                 return None
             seen.add(serial)
-        previous = self._journal.previous if self._journal is not None else None
-        if previous:
-            state = previous.get(serial)
-            if state is not None:
-                resend = self._resend
-                if state == INFLIGHT:
-                    if "unknown" not in resend:
-                        immediate.append(
-                            CommandOutcome(
-                                serial,
-                                _SKIPPED,
-                                "already unknown in journal (in flight when a previous run "
-                                "stopped)",
-                            )
-                        )
-                        return None
-                elif state not in resend:
-                    immediate.append(
-                        CommandOutcome(serial, _SKIPPED, f"already {state} in journal")
-                    )
-                    return None
+        journal = self._journal
+        if journal is not None and journal.previous:
+            skipped = _journal_skip(journal, serial, self._resend)
+            if skipped is not None:
+                immediate.append(skipped)
+                return None
         planner = self._planner
         if not planner.fits_alone(serial):
             immediate.append(

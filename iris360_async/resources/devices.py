@@ -21,6 +21,7 @@ import anyio
 import msgspec
 
 from .._bulk import CommandDispatcher, JobOptions
+from .._journal import JournalTarget
 from .._pagination import AsyncPaginator, FetchPage
 from .._validation import (
     validate_commands,
@@ -276,7 +277,11 @@ class DevicesResource(APIResource):
 
     def _dispatcher(self, commands: Mapping[str, Any], options: JobOptions) -> CommandDispatcher:
         checked = validate_commands(commands)
-        return CommandDispatcher(self.bulk_sender(checked), checked, **options)
+        config = self._config
+        target = JournalTarget.of(config.base_url, config.tenant, config.scope)
+        return CommandDispatcher(
+            self.bulk_sender(checked), checked, journal_target=target, **options
+        )
 
     async def send_commands(
         self,
