@@ -502,3 +502,15 @@ async def test_streamed_job_counts_earlier_outcomes(tmp_path: Path) -> None:
         "sent": 1, "rejected": 1, "failed": 0, "unknown": 0
     }
     assert not dispatcher.report.ok
+
+
+def test_journal_locked_error_is_public_and_picklable(tmp_path: Path) -> None:
+    import pickle
+
+    import iris360_async
+
+    exc = iris360_async.JournalLockedError(tmp_path / "job.jsonl")
+    again = pickle.loads(pickle.dumps(exc))
+    assert type(again) is iris360_async.JournalLockedError
+    assert again.path == exc.path
+    assert str(again) == str(exc)

@@ -6,8 +6,12 @@ Every serial read from a job's input ends with exactly one :class:`CommandOutcom
 ========== ================================================================================
 ``sent``     the server answered ``{"data": "Command sent!!"}`` for that device
 ``rejected`` ``{"errors": "You cannot send any of: …"}``: nothing was sent to that device
-``failed``   any other item body, or the server refused the whole request before acting
-``unknown``  the chunk's fate is ambiguous: the device may or may not have the command
+``failed``   the item says the device did not get it (a broker error object, an exception
+             text, ``null``), or the request provably never reached the server (the detail
+             starts ``not sent:``; a resumed job sends it)
+``unknown``  the request may have reached the server and its answer does not say (timeout
+             after sending, 5xx, 3xx, unreadable answer or item): the device may or may not
+             have the command
 ``skipped``  not sent by this job on purpose: duplicate in the input, already settled in the
              journal (``earlier`` then says how), or the job stopped before the serial's chunk
              was sent
