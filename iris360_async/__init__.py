@@ -14,6 +14,7 @@ import msgspec as _msgspec
 from ._bulk import CommandDispatcher
 from ._client import Iris360Client
 from ._config import ClientConfig, EndpointPaths, Timeout
+from ._journal import JournalLockedError
 from ._pagination import AsyncPaginator, PageResult
 from ._retry import RetryPolicy
 from ._timeseries_query import query_timeseries
@@ -95,6 +96,7 @@ __all__ = [
     "InternalServerError",
     "Iris360Client",
     "Iris360Error",
+    "JournalLockedError",
     "MappingSchema",
     "NotFoundError",
     "Organization",

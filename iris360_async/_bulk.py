@@ -23,9 +23,10 @@ chunk per busy worker, the reading worker holding none), within the
 Decisions (also stated in the docs of :class:`CommandDispatcher`):
 
 * Input items are stripped of surrounding whitespace; blank strings (empty lines of a file)
-  are ignored and not counted. An item that is not a ``str`` ends ``failed`` with
-  ``"invalid serial: …"`` without being sent (an input read lazily cannot be refused before
-  the first request).
+  are ignored and not counted. An item that is not a ``str``, or a serial too long for
+  ``max_body_bytes``, ends ``failed`` with ``"not sent: invalid serial: …"`` without being sent
+  (an input read lazily cannot be refused before the first request); the journal does not
+  count it as settled, so a resumed job with the input fixed sends it.
 * Duplicates end ``skipped`` (``"duplicate serial in input"``); the first occurrence wins.
   ``send_commands`` keeps an exact ``set`` of the serials (the report holds them anyway);
   ``stream_commands``, which keeps nothing else per serial, keeps a compact set of 64-bit
@@ -82,7 +83,7 @@ import anyio.lowlevel
 import msgspec
 
 from . import errors
-from ._journal import INFLIGHT, NOT_SENT_PREFIX, Journal
+from ._journal import NOT_SENT_PREFIX, Journal, JournalTarget
 from ._retry import Clock, SystemClock
 from ._validation import validate_commands
 from .models.bulk import (
@@ -91,9 +92,10 @@ from .models.bulk import (
     CommandStatus,
     ProgressStats,
 )
-from .models.devices import SENT_ITEM
+from .models.devices import SENT_ITEM, MalformedBulkItem
 
 __all__ = [
+    "MAX_CONCURRENCY",
     "BulkItem",
     "ChunkPlanner",
     "CommandDispatcher",
@@ -105,6 +107,7 @@ __all__ = [
     "classify_exception",
     "classify_item",
     "plan_chunks",
+    "resend_statuses",
     "send_commands",
     "serial_size",
     "stream_commands",
@@ -146,7 +149,7 @@ def _describe(value: Any) -> str:
         text = _encode(value).decode("utf-8", "replace")
     except (TypeError, msgspec.EncodeError):
         text = repr(value)
-    return errors.shorten(text)
+    return errors.condense(text)
 
 
 def classify_item(original: Any) -> tuple[CommandStatus, str | None]:
@@ -154,8 +157,13 @@ def classify_item(original: Any) -> tuple[CommandStatus, str | None]:
 
     * ``{"data": "Command sent!!"}`` -> ``sent``
     * ``{"errors": "You cannot send any of: …"}`` -> ``rejected`` (detail: the message)
-    * an object with ``data`` but no ``errors`` and another sentence -> ``unknown``
-    * anything else (broker error object, string, ``null``, …) -> ``failed``
+    * any other object (a broker error object), a string (an exception text) or ``null``
+      -> ``failed``: the documented shapes of a failure for that device (API §4.11)
+    * an object with ``data`` but no ``errors`` and another sentence, the bare string
+      ``"Command sent!!"``, a number, a boolean, a list, a missing ``original`` -> ``unknown``:
+      not a shape the platform documents, so it proves neither success nor failure
+
+    Server text in details is condensed (:func:`iris360_async.errors.condense`).
     """
     if isinstance(original, dict):
         data = original.get("data")
@@ -167,15 +175,22 @@ def classify_item(original: Any) -> tuple[CommandStatus, str | None]:
                 return _UNKNOWN, f"unrecognised success body: {_describe(original)}"
         if isinstance(errs, str):
             if errs.startswith(REJECTED_PREFIX):
-                return _REJECTED, errs
-            return _FAILED, errors.shorten(errs)
+                return _REJECTED, errors.condense(errs)
+            return _FAILED, errors.condense(errs)
         message = errors.extract_server_message(original)
-        return _FAILED, errors.shorten(message) if message else _describe(original)
+        return _FAILED, errors.condense(message) if message else _describe(original)
     if isinstance(original, str):
-        return _FAILED, errors.shorten(original) or "empty error text from the server"
+        if original.strip() == SENT_MESSAGE:
+            return _UNKNOWN, (
+                f"unrecognised item: the bare string {SENT_MESSAGE!r} instead of "
+                "{\"data\": ...}"
+            )
+        return _FAILED, errors.condense(original) or "empty error text from the server"
     if original is None:
         return _FAILED, "the server gave no detail (the broker answered with a non-JSON body)"
-    return _FAILED, f"unexpected item body: {_describe(original)}"
+    if original is msgspec.UNSET:
+        return _UNKNOWN, "unrecognised item: no 'original'"
+    return _UNKNOWN, f"unrecognised item: {type(original).__name__} {_describe(original)}"
 
 
 _SENT_BODY = {"data": SENT_MESSAGE}
@@ -192,7 +207,9 @@ def _all_sent(items: Sequence[BulkItem]) -> bool:
         originals = list(map(_get_original, items))
     except AttributeError:
         return False
-    return originals.count(_SENT_BODY) == len(originals)
+    return originals.count(_SENT_BODY) == len(originals) and not any(
+        isinstance(item, MalformedBulkItem) for item in items
+    )
 
 
 def classify_chunk(
@@ -211,7 +228,11 @@ def classify_chunk(
         try:
             original = item.original
         except AttributeError:
-            append(CommandOutcome(serial, _UNKNOWN, "answer item without 'original'"))
+            append(CommandOutcome(serial, _UNKNOWN, "unrecognised item: no 'original'"))
+            continue
+        if isinstance(item, MalformedBulkItem):
+            reason = f"unrecognised item: not an object with 'original': {_describe(original)}"
+            append(CommandOutcome(serial, _UNKNOWN, reason, original))
             continue
         if original == _SENT_BODY:
             append(CommandOutcome(serial, _SENT))
@@ -230,34 +251,83 @@ class ErrorVerdict:
         detail: the reason, without credentials.
         stop: the job cannot go on (authentication lost, unexpected error).
         retryable: re-sending may help (used only with ``retry_unknown``).
+        stop_reason: the job's ``stopped_reason`` when ``stop`` (default:
+            ``"error: <ExceptionType>"``).
     """
 
     status: CommandStatus
     detail: str
     stop: bool = False
     retryable: bool = False
+    stop_reason: str | None = None
+
+
+AUTH_STOP_REASON = "authentication failed"
 
 
 def _status_detail(exc: errors.APIStatusError) -> str:
     message = exc.server_message
-    return f"HTTP {exc.status}: {errors.shorten(message)}" if message else f"HTTP {exc.status}"
+    return f"HTTP {exc.status}: {errors.condense(message)}" if message else f"HTTP {exc.status}"
+
+
+def _error_text(exc: BaseException) -> str:
+    """A short description of ``exc`` for a detail (server text condensed)."""
+    if isinstance(exc, errors.APIStatusError):
+        return _status_detail(exc)
+    if isinstance(exc, errors.Iris360Error):
+        return f"{type(exc).__name__}: {errors.condense(exc.message)}"
+    return f"{type(exc).__name__}: {errors.condense(str(exc))}"
+
+
+def _token_verdict(exc: BaseException) -> ErrorVerdict:
+    """Obtaining the access token failed: the bulk request was never sent; the job stops."""
+    return ErrorVerdict(
+        _FAILED,
+        f"{NOT_SENT_PREFIX} could not obtain an access token ({_error_text(exc)})",
+        stop=True,
+        stop_reason=AUTH_STOP_REASON,
+    )
+
+
+def _redirect_verdict(exc: errors.RedirectError) -> ErrorVerdict:
+    target = f" to {exc.location}" if exc.location else ""
+    return ErrorVerdict(
+        _UNKNOWN,
+        f"the server answered with a redirect ({exc.status}{target}); it may have acted "
+        "(redirects are never followed)",
+    )
 
 
 def classify_exception(exc: BaseException) -> ErrorVerdict:
-    """The verdict for a chunk whose ``send_chunk`` raised ``exc`` (after its own retries)."""
+    """The verdict for a chunk whose ``send_chunk`` raised ``exc`` (after its own retries).
+
+    ``unknown`` only when the bytes of the bulk request may have reached the server. An error
+    raised while obtaining an access token (``while_authenticating``, whatever its type) means
+    the request was never sent: ``failed`` with a ``not sent:`` detail, and the job stops.
+    """
+    if getattr(exc, "while_authenticating", False):
+        return _token_verdict(exc)
     if isinstance(exc, errors.APIConnectionError):
         if not exc.request_sent:
             return ErrorVerdict(
                 _FAILED,
-                f"{NOT_SENT_PREFIX} the connection could not be established ({exc.message})",
+                f"{NOT_SENT_PREFIX} the connection could not be established "
+                f"({errors.condense(exc.message)})",
             )
         what = "timed out" if isinstance(exc, errors.APITimeoutError) else "connection lost"
         return ErrorVerdict(
-            _UNKNOWN, f"{what} after the request was sent ({exc.message})", retryable=True
+            _UNKNOWN,
+            f"{what} after the request was sent ({errors.condense(exc.message)})",
+            retryable=True,
         )
+    if isinstance(exc, errors.RedirectError):
+        return _redirect_verdict(exc)
     if isinstance(exc, errors.AuthenticationError):
         return ErrorVerdict(
-            _FAILED, f"{NOT_SENT_PREFIX} authentication failed ({_status_detail(exc)})", stop=True
+            _FAILED,
+            f"{NOT_SENT_PREFIX} authentication failed ({_status_detail(exc)})",
+            stop=True,
+            stop_reason=AUTH_STOP_REASON,
         )
     if isinstance(exc, errors.RateLimitError):
         return ErrorVerdict(
@@ -283,16 +353,20 @@ def classify_exception(exc: BaseException) -> ErrorVerdict:
         )
     if isinstance(exc, errors.APIStatusError):
         return ErrorVerdict(_UNKNOWN, f"unexpected answer ({_status_detail(exc)})")
+    if isinstance(exc, errors.ResponseTooLargeError):
+        return ErrorVerdict(
+            _UNKNOWN,
+            f"the answer exceeded the size limit ({exc.limit} bytes) and was not read; "
+            "the server may have acted",
+        )
     if isinstance(exc, errors.ResponseDecodeError):
         return ErrorVerdict(
-            _UNKNOWN, f"the answer could not be read ({errors.shorten(exc.message)})",
+            _UNKNOWN, f"the answer could not be read ({errors.condense(exc.message)})",
             retryable=True,
         )
     if isinstance(exc, errors.Iris360Error):
-        return ErrorVerdict(_UNKNOWN, errors.shorten(exc.message))
-    return ErrorVerdict(
-        _UNKNOWN, f"unexpected error: {type(exc).__name__}: {errors.shorten(str(exc))}", stop=True
-    )
+        return ErrorVerdict(_UNKNOWN, errors.condense(exc.message))
+    return ErrorVerdict(_UNKNOWN, f"unexpected error: {_error_text(exc)}", stop=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,7 +588,7 @@ class _Chunk:
 
 _Sink = Callable[[list[CommandOutcome]], Awaitable[None]]
 
-_RESENDABLE = frozenset({CommandStatus.REJECTED, CommandStatus.FAILED, CommandStatus.UNKNOWN})
+_RESENDABLE_NAMES = frozenset({"rejected", "failed", "unknown"})
 _CHECKPOINT_EVERY = 1024
 _SCAN_FROM = 20_000  # inputs this long (lists, tuples) are checked for repeats before the job
 _SCAN_SLICE = 65_536  # serials checked between two yields to the event loop
@@ -542,6 +616,58 @@ async def _all_distinct(serials: list[Any] | tuple[Any, ...]) -> bool:
     return "" not in forms and len(forms) == len(serials)
 
 
+MAX_CONCURRENCY = 1024
+"""The ceiling of ``concurrency`` (requests in flight, one worker each)."""
+
+_RESEND_HELP = (
+    "resend takes 'rejected', 'failed' and/or 'unknown': one status, a comma-separated "
+    "string ('failed,unknown') or a list of them"
+)
+
+
+def resend_statuses(resend: Collection[CommandStatus | str] | str | None) -> frozenset[str]:
+    """The journal statuses ``resend`` names: a status, a comma-separated string
+    (``"failed,unknown"``), or a collection of statuses; ``None`` or empty: none.
+
+    Raises:
+        TypeError: not a string or a collection of strings.
+        ValueError: a name that is not ``rejected``, ``failed`` or ``unknown``.
+    """
+    if resend is None:
+        return frozenset()
+    if isinstance(resend, str):
+        items: list[object] = [part.strip() for part in resend.split(",") if part.strip()]
+    elif isinstance(resend, (bytes, bytearray)) or not isinstance(resend, Iterable):
+        raise TypeError(f"{_RESEND_HELP}; got {type(resend).__name__}")
+    else:
+        items = list(resend)
+    out: set[str] = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{_RESEND_HELP}; got {type(item).__name__} {item!r}")
+        name = item.value if isinstance(item, CommandStatus) else item.strip().lower()
+        if name not in _RESENDABLE_NAMES:
+            never = " (a sent serial is never sent again)" if name == "sent" else ""
+            raise ValueError(f"{_RESEND_HELP}; got {item!r}{never}")
+        out.add(name)
+    return frozenset(out)
+
+
+def _journal_skip(journal: Journal, serial: str, resend: frozenset[str]) -> CommandOutcome | None:
+    """The ``skipped`` outcome of a serial an earlier run settled (carrying how it ended then),
+    or ``None`` when it is to be sent (not in the journal, or its status is in ``resend``)."""
+    earlier = journal.earlier(serial)
+    if earlier is None:
+        return None
+    status, detail = earlier
+    if status._value_ in resend:
+        return None
+    text = f"already {status._value_} in journal"
+    return CommandOutcome(
+        serial, _SKIPPED, f"{text}: {detail}" if detail else text, earlier=status
+    )
+
+
 def _not_sent(serials: Iterable[str], reason: str) -> list[CommandOutcome]:
     detail = f"{NOT_SENT_PREFIX} job stopped ({reason})"
     return [CommandOutcome(s, _SKIPPED, detail) for s in serials]
@@ -566,7 +692,7 @@ class JobOptions(TypedDict, total=False):
     max_failures: int | None
     dedupe: bool
     journal: str | os.PathLike[str] | None
-    resend: Collection[CommandStatus | str]
+    resend: Collection[CommandStatus | str] | str | None
     journal_force: bool
     journal_fsync: bool
     on_progress: ProgressCallback | None
@@ -587,9 +713,11 @@ class CommandDispatcher:
             failures itself; the engine never repeats a chunk unless ``retry_unknown`` asks.
         commands: ``name -> value``; validated at construction (``TypeError``/``ValueError``).
         chunk_size: serials per request (>= 1).
-        concurrency: requests in flight at most (>= 1): the size of the worker pool.
+        concurrency: requests in flight at most (1 to :data:`MAX_CONCURRENCY`, 1024): the
+            most workers the job starts. Workers start one per chunk read, so a job never has
+            more workers than chunks.
         max_body_bytes: also cut chunks so the JSON body stays within this many bytes; a
-            serial too long to fit alone ends ``failed`` (not sent).
+            serial too long to fit alone ends ``failed`` (``not sent:``, resumable).
         max_rate: at most this many requests started per second (smoothing); ``None``: no limit.
         retry_unknown: re-send a chunk that ended wholly ``unknown`` after a timeout, lost
             connection, 5xx or unreadable answer up to this many times (only for commands that
@@ -609,9 +737,12 @@ class CommandDispatcher:
             records as settled are ``skipped`` (``"already sent in journal"`` …) and results
             are appended, flushed per chunk.
         resend: statuses recorded in the journal that are sent again on resume, among
-            ``"rejected"``, ``"failed"``, ``"unknown"``. Default: none (a serial the journal
-            settled is never sent twice; ``sent`` is never re-sent).
-        journal_force: resume a journal written for other commands.
+            ``"rejected"``, ``"failed"``, ``"unknown"``: one status (``"unknown"``), a
+            comma-separated string (``"failed,unknown"``) or a collection of statuses.
+            Default: none (a serial the journal settled is never sent twice; ``sent`` is never
+            re-sent).
+        journal_force: resume a journal written for other commands, another server, tenant
+            or scope, or a version-1 journal (which records none of those).
         journal_fsync: ``os.fsync`` the journal at every flush (safer against power loss,
             slower).
         on_progress: ``callback(ProgressStats)``, sync or async, at most every
@@ -621,6 +752,8 @@ class CommandDispatcher:
         on_cancel: ``callback(report)`` called with the partial report when the job is
             cancelled, before the cancellation propagates.
         clock: the time source (tests inject a manual clock).
+        journal_target: the server, tenant and scope the journal is bound to (set by
+            ``devices.send_commands`` from the client's configuration).
     """
 
     def __init__(
@@ -639,13 +772,14 @@ class CommandDispatcher:
         max_failures: int | None = None,
         dedupe: bool = True,
         journal: str | os.PathLike[str] | None = None,
-        resend: Collection[CommandStatus | str] = (),
+        resend: Collection[CommandStatus | str] | str | None = (),
         journal_force: bool = False,
         journal_fsync: bool = False,
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
         clock: Clock | None = None,
+        journal_target: JournalTarget | None = None,
     ) -> None:
         self._commands = validate_commands(commands)
         for name, value in (("chunk_size", chunk_size), ("concurrency", concurrency)):
@@ -653,6 +787,8 @@ class CommandDispatcher:
                 raise TypeError(f"{name} must be an int")
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if concurrency > MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be <= {MAX_CONCURRENCY}, got {concurrency}")
         if isinstance(retry_unknown, bool) or not isinstance(retry_unknown, int):
             raise TypeError("retry_unknown must be an int")
         if retry_unknown < 0:
@@ -667,9 +803,7 @@ class CommandDispatcher:
             raise ValueError("max_failures must be >= 1")
         if progress_interval < 0:
             raise ValueError("progress_interval must be >= 0 seconds")
-        resend_set = frozenset(CommandStatus(s) for s in resend)
-        if not resend_set <= _RESENDABLE:
-            raise ValueError("resend accepts only 'rejected', 'failed' and 'unknown'")
+        resend_names = resend_statuses(resend)
         self._base_bytes = body_base_size(self._commands)
         if max_body_bytes is not None and max_body_bytes < self._base_bytes + 3:
             raise ValueError(
@@ -687,9 +821,10 @@ class CommandDispatcher:
         self._max_failures = max_failures
         self._dedupe = dedupe
         self._journal_path = journal
-        self._resend = frozenset(s.value for s in resend_set)
+        self._resend = resend_names
         self._journal_force = journal_force
         self._journal_fsync = journal_fsync
+        self._journal_target = journal_target
         self._on_progress = on_progress
         self._progress_interval = progress_interval
         self._on_cancel = on_cancel
@@ -712,6 +847,8 @@ class CommandDispatcher:
         self._immediate: list[CommandOutcome] = []
         self._seen: set[str] | _HashSet | None = None
         self._job_scope: anyio.CancelScope | None = None
+        self._workers_group: anyio.abc.TaskGroup | None = None
+        self._workers = 0
         self._cancel_detail = "the job was cancelled while the request was in flight"
         self._fatal: BaseException | None = None
         self._failures = 0
@@ -798,6 +935,7 @@ class CommandDispatcher:
             self._journal = Journal.open(
                 self._journal_path,
                 self._commands,
+                target=self._journal_target,
                 force=self._journal_force,
                 fsync=self._journal_fsync,
             )
@@ -811,8 +949,8 @@ class CommandDispatcher:
                     outer.start_soon(self._watch_deadline)
                 async with anyio.create_task_group() as tg:
                     self._job_scope = tg.cancel_scope
-                    for _ in range(self._concurrency):
-                        tg.start_soon(self._worker, sink)
+                    self._workers_group = tg
+                    self._add_worker(sink)
                 outer.cancel_scope.cancel()
             stranded = self._stranded()
             if stranded:
@@ -888,6 +1026,8 @@ class CommandDispatcher:
         else:
             for o in others:
                 counts[o.status._value_] += 1
+                if o.earlier is not None:
+                    report._add_earlier(o, keep=False)
         counts["sent"] += n_sent
         self._settled += len(outcomes)
         if self._journal is not None:
@@ -991,7 +1131,9 @@ class CommandDispatcher:
             report.total += 1
             immediate.append(
                 CommandOutcome(
-                    repr(item), _FAILED, f"invalid serial: expected str, got {type(item).__name__}"
+                    repr(item),
+                    _FAILED,
+                    f"{NOT_SENT_PREFIX} invalid serial: expected str, got {type(item).__name__}",
                 )
             )
             return None
@@ -1002,32 +1144,19 @@ class CommandDispatcher:
                 immediate.append(CommandOutcome(serial, _SKIPPED, "duplicate serial in input"))
                 return None
             seen.add(serial)
-        previous = self._journal.previous if self._journal is not None else None
-        if previous:
-            state = previous.get(serial)
-            if state is not None:
-                resend = self._resend
-                if state == INFLIGHT:
-                    if "unknown" not in resend:
-                        immediate.append(
-                            CommandOutcome(
-                                serial,
-                                _SKIPPED,
-                                "already unknown in journal (in flight when a previous run "
-                                "stopped)",
-                            )
-                        )
-                        return None
-                elif state not in resend:
-                    immediate.append(
-                        CommandOutcome(serial, _SKIPPED, f"already {state} in journal")
-                    )
-                    return None
+        journal = self._journal
+        if journal is not None and journal.previous:
+            skipped = _journal_skip(journal, serial, self._resend)
+            if skipped is not None:
+                immediate.append(skipped)
+                return None
         planner = self._planner
         if not planner.fits_alone(serial):
             immediate.append(
                 CommandOutcome(
-                    serial, _FAILED, "invalid serial: too long to fit max_body_bytes (not sent)"
+                    serial,
+                    _FAILED,
+                    f"{NOT_SENT_PREFIX} invalid serial: too long to fit max_body_bytes",
                 )
             )
             return None
@@ -1075,6 +1204,7 @@ class CommandDispatcher:
                 await self._flush_immediate(sink)
             chunk = _Chunk(self._chunk_index, serials)
             self._chunk_index += 1
+            self._add_worker(sink)
             return chunk
 
     async def _finish_input(self, sink: _Sink | None) -> list[str] | None:
@@ -1191,6 +1321,14 @@ class CommandDispatcher:
 
     # -- workers ---------------------------------------------------------------------------
 
+    def _add_worker(self, sink: _Sink | None) -> None:
+        """Start one more worker, up to ``concurrency``. Called once at the start and once per
+        chunk read, so the job never has more workers than chunks (plus the one that finds
+        the input exhausted)."""
+        if self._workers < self._concurrency and self._workers_group is not None:
+            self._workers += 1
+            self._workers_group.start_soon(self._worker, sink)
+
     async def _worker(self, sink: _Sink | None) -> None:
         while True:
             try:
@@ -1241,9 +1379,7 @@ class CommandDispatcher:
                     retryable = verdict.retryable
                     if verdict.stop:
                         self._request_stop(
-                            "authentication failed"
-                            if isinstance(exc, errors.AuthenticationError)
-                            else f"error: {type(exc).__name__}"
+                            verdict.stop_reason or f"error: {type(exc).__name__}"
                         )
                 else:
                     if len(items) == len(serials) and _all_sent(items):

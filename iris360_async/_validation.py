@@ -7,13 +7,12 @@ The resources, the bulk engine and the time-series helper share them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
-
-import msgspec
 
 from ._timeutil import format_duration
 
@@ -43,7 +42,6 @@ _DURATION = re.compile(
     r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:[.,]\d+)?)S)?)?"
 )
-_ENCODER = msgspec.json.Encoder()
 
 
 def _type_name(value: object) -> str:
@@ -77,12 +75,69 @@ def validate_serials(serials: Iterable[str]) -> list[str]:
     return items
 
 
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_MAX_DEPTH = 64
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _child_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if _IDENTIFIER.fullmatch(key) else f"{path}[{key!r}]"
+
+
+def _check_json_value(value: object, path: str, depth: int = 0) -> None:
+    """Raise unless ``value`` is a value JSON carries exactly (see :func:`validate_commands`);
+    ``path`` names it in the message (``w_cfg[2].x``)."""
+    if value is None or isinstance(value, (str, bool)):
+        return
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(
+                f"command value {path} = {value} is outside the signed 64-bit integer range"
+            )
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"command value {path} = {value!r} is not a finite number (JSON has no "
+                "NaN or infinity)"
+            )
+        return
+    if depth >= _MAX_DEPTH:
+        raise ValueError(f"command value {path} is nested more than {_MAX_DEPTH} levels deep")
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{path}[{index}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"command value {path} has a {_type_name(key)} key {key!r}; JSON object "
+                    "keys are strings"
+                )
+            _check_json_value(item, _child_path(path, key), depth + 1)
+        return
+    raise TypeError(
+        f"command value {path} is a {_type_name(value)}, which JSON cannot carry exactly; "
+        "use str, int, float, bool, None, or lists and dicts of them"
+    )
+
+
 def validate_commands(commands: Mapping[str, Any]) -> dict[str, Any]:
-    """A non-empty ``name -> value`` mapping of JSON-encodable command values.
+    """A non-empty ``name -> value`` mapping of values JSON carries exactly.
+
+    A value is ``None``, a ``bool``, a ``str``, an ``int`` within the signed 64-bit range, a
+    finite ``float``, or a ``list`` (or ``tuple``) / ``dict`` with string keys of such values,
+    nested at most 64 levels. Anything else (NaN, infinity, ``bytes``, sets, ``datetime``,
+    ``Decimal``, ``2**70``, other objects) would be changed or dropped by the encoder, so it is
+    refused; the message names the command and the path inside its value (``w_cfg[2].x``).
 
     Raises:
-        TypeError: not a mapping, a key is no string, or a value cannot be encoded as JSON.
-        ValueError: empty, an empty name, or the reserved key ``device_serials``.
+        TypeError: not a mapping, a name or object key is no string, or a value has a type
+            JSON cannot carry.
+        ValueError: empty, an empty name, the reserved key ``device_serials``, a number JSON
+            cannot carry (NaN, infinity, outside 64 bits) or a value nested too deep.
     """
     if not isinstance(commands, Mapping):
         raise TypeError(f"commands must be a mapping of name -> value, got {_type_name(commands)}")
@@ -96,10 +151,7 @@ def validate_commands(commands: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError("command names must not be empty")
         if name == "device_serials":
             raise ValueError("'device_serials' is reserved and cannot be a command name")
-        try:
-            _ENCODER.encode(value)
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise TypeError(f"the value of command {name!r} is not JSON-encodable: {exc}") from None
+        _check_json_value(value, name)
         out[name] = value
     return out
 

@@ -59,9 +59,16 @@ def test_status_values_are_exactly_the_five() -> None:
         ("cURL error 28: Operation timed out", FAILED),
         ("Device not found: X", FAILED),
         (None, FAILED),
-        (42, FAILED),
-        ([], FAILED),
         ({}, FAILED),
+        # shapes the platform does not document prove nothing: unknown, never failed
+        (42, UNKNOWN),
+        (1.5, UNKNOWN),
+        (True, UNKNOWN),
+        ([], UNKNOWN),
+        ([{"data": "Command sent!!"}], UNKNOWN),
+        ("Command sent!!", UNKNOWN),
+        (" Command sent!! ", UNKNOWN),
+        (msgspec.UNSET, UNKNOWN),
         ({"data": "Command queued"}, UNKNOWN),
         ({"data": None}, UNKNOWN),
     ],
@@ -157,6 +164,9 @@ def _status(cls: type[errors.APIStatusError], status: int, **kw: Any) -> errors.
         (_status(errors.RateLimitError, 429, retry_after=1.0), FAILED, False, False),
         (_status(errors.AuthenticationError, 401), FAILED, True, False),
         (_status(errors.APIStatusError, 409), UNKNOWN, False, False),
+        (_status(errors.RedirectError, 307, location="https://x/elsewhere"), UNKNOWN, False, False),
+        (_status(errors.RedirectError, 303), UNKNOWN, False, False),
+        (errors.ResponseTooLargeError("too big", limit=1024), UNKNOWN, False, False),
         (RuntimeError("bug"), UNKNOWN, True, False),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
@@ -171,6 +181,87 @@ def test_classify_exception(
     assert verdict.detail
     if status is FAILED and not stop:
         assert verdict.detail.startswith("not sent")
+
+
+def _while_authenticating(exc: errors.Iris360Error) -> errors.Iris360Error:
+    exc.while_authenticating = True
+    return exc
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        errors.APIConnectionError("reset", request_sent=True),
+        errors.APITimeoutError("read timeout", request_sent=True),
+        errors.APIConnectionError("refused", request_sent=False),
+        _status(errors.InternalServerError, 503),
+        _status(errors.RateLimitError, 429, retry_after=5.0),
+        _status(errors.AuthenticationError, 401),
+        _status(errors.RedirectError, 307, location="https://evil.example/login"),
+        errors.ResponseDecodeError("token body unreadable", status=200),
+        errors.ResponseTooLargeError("too big", limit=10),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_errors_while_obtaining_a_token_mean_not_sent_and_stop(exc: errors.Iris360Error) -> None:
+    verdict = classify_exception(_while_authenticating(exc))
+    assert verdict.status is FAILED
+    assert verdict.detail.startswith("not sent: could not obtain an access token (")
+    assert verdict.stop
+    assert verdict.stop_reason == "authentication failed"
+    assert not verdict.retryable
+
+
+def test_errors_while_obtaining_a_token_survive_pickling() -> None:
+    original = _while_authenticating(_status(errors.InternalServerError, 503))
+    exc = pickle.loads(pickle.dumps(original))
+    assert classify_exception(exc).status is FAILED
+
+
+def test_redirect_on_the_write_is_unknown_naming_status_and_target() -> None:
+    exc = _status(errors.RedirectError, 307, location="https://other.example/api")
+    verdict = classify_exception(exc)
+    assert verdict.status is UNKNOWN
+    assert "redirect (307 to https://other.example/api)" in verdict.detail
+    assert "may have acted" in verdict.detail
+    assert not verdict.detail.startswith("not sent")
+
+
+def test_too_large_answer_is_unknown_with_the_limit() -> None:
+    verdict = classify_exception(errors.ResponseTooLargeError("body too large", limit=4096))
+    assert verdict.status is UNKNOWN
+    assert "4096 bytes" in verdict.detail
+
+
+GATEWAY_PAGE = (
+    "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
+    "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n"
+    "<hr><center>openresty</center>\r\n" + "<!-- padding -->\r\n" * 6 + "</body>\r\n</html>\r\n"
+)
+
+
+def test_gateway_html_page_is_condensed_in_exception_details() -> None:
+    exc = errors.InternalServerError(
+        "boom", status=503, method="POST", url="http://x", body=GATEWAY_PAGE, text=GATEWAY_PAGE
+    )
+    detail = classify_exception(exc).detail
+    assert "503 Service Temporarily Unavailable" in detail
+    assert "<" not in detail
+    assert "\r" not in detail
+    assert "\n" not in detail
+
+
+@pytest.mark.parametrize(
+    "original", [GATEWAY_PAGE, {"errors": GATEWAY_PAGE}, {"message": "a\r\nb"}]
+)
+def test_server_text_in_item_details_is_condensed(original: Any) -> None:
+    status, detail = classify_item(original)
+    assert status is FAILED
+    assert detail is not None
+    assert "\r" not in detail
+    assert "\n" not in detail
+    assert "<" not in detail
+    assert len(detail) <= 200
 
 
 def test_exception_detail_carries_server_message_not_token() -> None:

@@ -139,7 +139,7 @@ async def test_string_subclasses_are_serials_and_bytes_are_not() -> None:
     assert server.applied[base[3]] == 1
     (failure,) = report.failures
     assert failure.serial == repr(b"SN-B")
-    assert failure.detail == "invalid serial: expected str, got bytes"
+    assert failure.detail == "not sent: invalid serial: expected str, got bytes"
     assert report.outcome(base[3]).status is CommandStatus.SENT
 
 

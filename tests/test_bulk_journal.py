@@ -120,9 +120,18 @@ async def test_resume_skips_everything_settled(tmp_path: Path) -> None:
     assert second.counts == {"sent": 20, "rejected": 0, "failed": 0, "unknown": 0, "skipped": 20}
     details = {o.serial: o.detail for o in second.skipped}
     assert details[serials[0]] == "already sent in journal"
-    assert details[serials[3]] == "already rejected in journal"
-    assert details[serials[4]] == "already failed in journal"
-    assert details[serials[8]] == "already unknown in journal"
+    assert details[serials[3]] == "already rejected in journal: You cannot send any of: w_ota"
+    assert details[serials[4]] == f"already failed in journal: Device not found: {serials[4]}"
+    assert (details[serials[8]] or "").startswith("already unknown in journal: server error")
+    earlier = {o.serial: o.earlier for o in second.skipped}
+    assert earlier[serials[0]] is CommandStatus.SENT
+    assert earlier[serials[3]] is CommandStatus.REJECTED
+    assert earlier[serials[8]] is CommandStatus.UNKNOWN
+    assert second.previous_counts == {"sent": 14, "rejected": 1, "failed": 1, "unknown": 4}
+    assert second.job_counts == {
+        "sent": 34, "rejected": 1, "failed": 1, "unknown": 4, "skipped": 0
+    }
+    assert not second.ok
     assert max(server.applied.values()) == 1
 
     # opt-in re-send of failed/rejected/unknown

@@ -17,6 +17,7 @@ from resources_support import ROOT, body_of, make_client, mocked, sent
 
 from iris360_async import EndpointPaths, Iris360Client, ResponseDecodeError
 from iris360_async.models import BulkCommandItemResult, Device, ImportResult
+from iris360_async.models.devices import MalformedBulkItem
 
 
 @pytest.fixture
@@ -146,6 +147,7 @@ async def test_bulk_sender_body_bytes(iris: Iris360Client, mock: aioresponses) -
     assert json.loads(second) == {"device_serials": ['B"q'], "w_ota": True, "cfg": {"a": [1, "x"]}}
 
 
+SENT_207 = BULK_207[0]
 SENT_ITEM = b'{"headers":{},"original":{"data":"Command sent!!"},"exception":null}'
 
 
@@ -177,7 +179,7 @@ async def test_bulk_sender_all_sent_fast_path_matches_full_decoding(
     assert [r.original for r in results] == [item["original"] for item in json.loads(body)]
 
 
-async def test_bulk_results_without_envelope_are_kept_whole(
+async def test_bulk_results_without_envelope_are_kept_whole_and_marked_malformed(
     iris: Iris360Client, mock: aioresponses
 ) -> None:
     mock.post(
@@ -192,9 +194,28 @@ async def test_bulk_results_without_envelope_are_kept_whole(
         None,
         BULK_207[1]["original"],
     ]
-    assert results[0].sent
-    assert not results[3].sent
-    assert all(isinstance(r, BulkCommandItemResult) for r in results)
+    assert [type(r) for r in results] == [MalformedBulkItem] * 3 + [BulkCommandItemResult]
+    assert not any(r.sent for r in results)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [0, 1, 2],
+        ["Command sent!!"] * 3,
+        [{"data": "Command sent!!"}] * 3,
+        [[SENT_207], [SENT_207], [SENT_207]],
+        [{"headers": {}, "original": n, "exception": None} for n in (0, [1], "Command sent!!")],
+    ],
+    ids=["numbers", "bare-strings", "bare-objects", "lists", "odd-originals"],
+)
+async def test_garbage_207_items_end_unknown_never_failed(
+    iris: Iris360Client, mock: aioresponses, body: list[Any]
+) -> None:
+    mock.post(ROOT + "/devices/sendCommandsBulk", status=207, payload=body)
+    report = await iris.devices.send_commands(["a", "b", "c"], {"w_ota": True})
+    assert report.counts["unknown"] == 3, report.failures
+    assert all((o.detail or "").startswith("unrecognised item") for o in report.failures)
 
 
 async def test_bulk_non_array_is_a_decode_error(iris: Iris360Client, mock: aioresponses) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import math
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iris360_async._validation import (
     join_list_filter,
@@ -61,13 +67,78 @@ def test_commands_ok_copy() -> None:
         ({1: True}, TypeError, "names must be strings"),
         ({"": True}, ValueError, "empty"),
         ({"device_serials": ["x"]}, ValueError, "reserved"),
-        ({"a": 1j}, TypeError, "JSON-encodable"),
-        ({"a": object()}, TypeError, "JSON-encodable"),
+        ({"a": 1j}, TypeError, "JSON cannot carry"),
+        ({"a": object()}, TypeError, "JSON cannot carry"),
+        ({"w_ota": math.nan}, ValueError, r"w_ota = nan is not a finite number"),
+        ({"w_ota": math.inf}, ValueError, "not a finite number"),
+        ({"w_ota": -math.inf}, ValueError, "not a finite number"),
+        ({"w_cfg": [1, 2, {"x": math.nan}]}, ValueError, r"w_cfg\[2\]\.x = nan"),
+        ({"w_cfg": {"a b": [math.inf]}}, ValueError, r"w_cfg\['a b'\]\[0\]"),
+        ({"w_cfg": {"k": b"bytes"}}, TypeError, r"w_cfg\.k is a bytes"),
+        ({"w_cfg": bytearray(b"x")}, TypeError, "bytearray"),
+        ({"w_cfg": {1, 2}}, TypeError, "set"),
+        ({"w_cfg": frozenset({1})}, TypeError, "frozenset"),
+        ({"w_at": datetime(2024, 1, 1, tzinfo=timezone.utc)}, TypeError, "datetime"),
+        ({"w_at": date(2024, 1, 1)}, TypeError, "date"),
+        ({"w_n": Decimal("1.5")}, TypeError, "Decimal"),
+        ({"w_n": 2**70}, ValueError, "64-bit"),
+        ({"w_n": -(2**63) - 1}, ValueError, "64-bit"),
+        ({"w_cfg": {"a": {1: "x"}}}, TypeError, r"w_cfg\.a has a int key"),
+        ({"w_cfg": [[[uuid.UUID(int=0)]]]}, TypeError, r"w_cfg\[0\]\[0\]\[0\] is a UUID"),
     ],
 )
 def test_commands_rejected(value: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         validate_commands(value)
+
+
+def test_command_values_at_the_edges_are_accepted() -> None:
+    ok = {"a": 2**63 - 1, "b": -(2**63), "c": 1.7976931348623157e308, "d": ("x", 1), "e": None}
+    assert validate_commands(ok) == ok
+
+
+def test_deeply_nested_or_cyclic_command_values_are_refused() -> None:
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(ValueError, match="nested more than"):
+        validate_commands({"a": cyclic})
+
+
+exact_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12,
+)
+inexact = st.one_of(
+    st.just(math.nan),
+    st.just(math.inf),
+    st.just(-math.inf),
+    st.binary(),
+    st.sets(st.integers(), max_size=2),
+    st.datetimes(),
+    st.decimals(allow_nan=False),
+    st.integers(min_value=2**63),
+    st.integers(max_value=-(2**63) - 1),
+)
+
+
+@given(exact_json)
+def test_values_json_carries_exactly_pass_and_round_trip(value: Any) -> None:
+    checked = validate_commands({"cmd": value})
+    assert json.loads(json.dumps(checked)) == {"cmd": value}
+
+
+@given(exact_json, inexact, st.integers(0, 3))
+def test_any_inexact_value_anywhere_is_refused(value: Any, bad: Any, depth: int) -> None:
+    for _ in range(depth):
+        bad = {"k": [value, bad]}
+    with pytest.raises((TypeError, ValueError), match="command value cmd"):
+        validate_commands({"cmd": bad})
 
 
 def test_page_size_and_limit() -> None:

@@ -6,15 +6,21 @@ Every serial read from a job's input ends with exactly one :class:`CommandOutcom
 ========== ================================================================================
 ``sent``     the server answered ``{"data": "Command sent!!"}`` for that device
 ``rejected`` ``{"errors": "You cannot send any of: …"}``: nothing was sent to that device
-``failed``   any other item body, or the server refused the whole request before acting
-``unknown``  the chunk's fate is ambiguous: the device may or may not have the command
+``failed``   the item says the device did not get it (a broker error object, an exception
+             text, ``null``), or the request provably never reached the server (the detail
+             starts ``not sent:``; a resumed job sends it)
+``unknown``  the request may have reached the server and its answer does not say (timeout
+             after sending, 5xx, 3xx, unreadable answer or item): the device may or may not
+             have the command
 ``skipped``  not sent by this job on purpose: duplicate in the input, already settled in the
-             journal, or the job stopped before the serial's chunk was sent
+             journal (``earlier`` then says how), or the job stopped before the serial's chunk
+             was sent
 ========== ================================================================================
 
 A :class:`CommandReport` keeps the outcomes compactly: ``sent`` serials as plain strings,
 ``skipped`` serials as strings plus a shared detail, full :class:`CommandOutcome` objects only
-for ``rejected``/``failed``/``unknown`` (:attr:`CommandReport.failures`).
+for ``rejected``/``failed``/``unknown`` (:attr:`CommandReport.failures`) and for serials the
+journal had settled that way (:attr:`CommandReport.previous_failures`).
 """
 
 from __future__ import annotations
@@ -117,16 +123,26 @@ class CommandReport:
             (``"cancelled"``, ``"deadline"``, ``"max_failures"``, ``"authentication failed"``,
             ``"error: <ExceptionType>"`` for an unexpected error of the sender, the input or a
             callback).
+        previous_counts: serials ``skipped`` because the journal had settled them, per the
+            status they ended with then (keys ``sent``, ``rejected``, ``failed``,
+            ``unknown``; a serial in flight when a run died counts as ``unknown``).
+        previous_failures: those of them that ended ``rejected``/``failed``/``unknown``: their
+            ``skipped`` outcomes, marked by ``earlier`` (the earlier status) and a detail
+            ``"already <status> in journal: <earlier detail>"``. Kept by ``send_commands``
+            only, like ``failures``.
     """
 
     __slots__ = (
         "_index",
         "_skipped",
         "_skipped_detail",
+        "_skipped_earlier",
         "chunks",
         "counts",
         "elapsed",
         "failures",
+        "previous_counts",
+        "previous_failures",
         "requests",
         "retried_chunks",
         "sent",
@@ -141,6 +157,11 @@ class CommandReport:
         self.sent: list[str] = []
         self._skipped: list[str] = []
         self._skipped_detail: list[str] = []
+        self._skipped_earlier: list[CommandStatus | None] = []
+        self.previous_counts: dict[str, int] = {
+            s.value: 0 for s in STATUSES if s is not CommandStatus.SKIPPED
+        }
+        self.previous_failures: list[CommandOutcome] = []
         self.elapsed = 0.0
         self.requests = 0
         self.chunks = 0
@@ -158,9 +179,20 @@ class CommandReport:
         elif status is CommandStatus.SKIPPED:
             self._skipped.append(outcome.serial)
             self._skipped_detail.append(outcome.detail or "")
+            self._skipped_earlier.append(outcome.earlier)
+            if outcome.earlier is not None:
+                self._add_earlier(outcome, keep=True)
         else:
             self.failures.append(outcome)
         self._index = None
+
+    def _add_earlier(self, outcome: CommandOutcome, *, keep: bool) -> None:
+        """Account a serial skipped because the journal settled it (``outcome.earlier``)."""
+        earlier = outcome.earlier
+        assert earlier is not None
+        self.previous_counts[earlier._value_] += 1
+        if keep and earlier in FAILURE_STATUSES:
+            self.previous_failures.append(outcome)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -177,16 +209,35 @@ class CommandReport:
         return self.stopped_reason is None
 
     @property
+    def job_counts(self) -> dict[str, int]:
+        """The whole job's counts over every run of its journal: this run's counts, with the
+        serials skipped because the journal settled them counted at their earlier status."""
+        counts = dict(self.counts)
+        for name, n in self.previous_counts.items():
+            counts[name] += n
+            counts["skipped"] -= n
+        return counts
+
+    @property
     def ok(self) -> bool:
-        """Whether the job completed and every serial not skipped ended ``sent``."""
-        return self.completed and not self.failures
+        """Whether the whole job succeeded: this run completed, no serial ended
+        ``rejected``/``failed``/``unknown`` in it, and none skipped because the journal had
+        settled it ended that way in an earlier run."""
+        failed = FAILURE_STATUSES
+        return (
+            self.completed
+            and not any(self.counts[s._value_] for s in failed)
+            and not any(self.previous_counts[s._value_] for s in failed)
+        )
 
     @property
     def skipped(self) -> list[CommandOutcome]:
-        """Every ``skipped`` outcome with its reason, in settling order."""
+        """Every ``skipped`` outcome with its reason (and ``earlier``), in settling order."""
         return [
-            CommandOutcome(s, CommandStatus.SKIPPED, d or None)
-            for s, d in zip(self._skipped, self._skipped_detail, strict=True)
+            CommandOutcome(s, CommandStatus.SKIPPED, d or None, earlier=e)
+            for s, d, e in zip(
+                self._skipped, self._skipped_detail, self._skipped_earlier, strict=True
+            )
         ]
 
     def serials(self, status: CommandStatus | str) -> list[str]:
@@ -225,10 +276,14 @@ class CommandReport:
         return self._index.get(serial)
 
     def to_dict(self, *, include_sent: bool = False) -> dict[str, Any]:
-        """A JSON-friendly summary (``failures`` in full; ``sent`` serials on request)."""
+        """A JSON-friendly summary (``failures`` and ``previous_failures`` in full; ``sent``
+        serials on request)."""
         data: dict[str, Any] = {
             "total": self.total,
             "counts": dict(self.counts),
+            "previous_counts": dict(self.previous_counts),
+            "job_counts": self.job_counts,
+            "ok": self.ok,
             "elapsed": round(self.elapsed, 6),
             "throughput": round(self.throughput, 3),
             "requests": self.requests,
@@ -238,6 +293,15 @@ class CommandReport:
             "failures": [
                 {"serial": o.serial, "status": o.status.value, "detail": o.detail}
                 for o in self.failures
+            ],
+            "previous_failures": [
+                {
+                    "serial": o.serial,
+                    "status": o.status.value,
+                    "earlier": o.earlier.value if o.earlier is not None else None,
+                    "detail": o.detail,
+                }
+                for o in self.previous_failures
             ],
         }
         if include_sent:

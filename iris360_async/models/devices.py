@@ -20,6 +20,7 @@ __all__ = [
     "DevicePaginationRequest",
     "DeviceType",
     "ImportResult",
+    "MalformedBulkItem",
     "Organization",
 ]
 
@@ -129,6 +130,18 @@ class BulkCommandItemResult(msgspec.Struct, frozen=True, gc=False):
         """Whether the server reports the command as sent to this device."""
         original = self.original
         return isinstance(original, dict) and original.get("data") == "Command sent!!"
+
+
+class MalformedBulkItem(BulkCommandItemResult, frozen=True, gc=False):
+    """An element of the 207 array that is not a ``{headers, original, exception}`` object
+    (a number, a list, a bare string or object without ``original``), kept whole as
+    ``original``. Its meaning is not documented: it never counts as sent, and the bulk engine
+    ends its device ``unknown``."""
+
+    @property
+    def sent(self) -> bool:
+        """Always ``False``: a malformed element proves nothing."""
+        return False
 
 
 class ImportResult(msgspec.Struct, frozen=True):

@@ -21,6 +21,7 @@ import anyio
 import msgspec
 
 from .._bulk import CommandDispatcher, JobOptions
+from .._journal import JournalTarget
 from .._pagination import AsyncPaginator, FetchPage
 from .._validation import (
     validate_commands,
@@ -35,6 +36,7 @@ from ..models.devices import (
     Device,
     DevicePaginationRequest,
     ImportResult,
+    MalformedBulkItem,
 )
 from ._base import APIResource, decode_response
 
@@ -101,7 +103,8 @@ def _all_sent_body(n: int) -> bytes:
 
 def _decode_bulk_results(content: bytes) -> list[BulkCommandItemResult]:
     """The 207 array. Elements that are not ``{headers, original, exception}`` envelopes
-    (no ``original`` key, or not an object) are kept whole as ``original``."""
+    (no ``original`` key, or not an object) are kept whole as the ``original`` of a
+    :class:`MalformedBulkItem`, which the bulk engine ends ``unknown``."""
     try:
         items = _BULK_RESULTS.decode(content)
     except msgspec.ValidationError:
@@ -124,7 +127,7 @@ def _decode_bulk_results(content: bytes) -> list[BulkCommandItemResult]:
                 )
             )
         else:
-            out.append(BulkCommandItemResult(original=element))
+            out.append(MalformedBulkItem(original=element))
     return out
 
 
@@ -274,7 +277,11 @@ class DevicesResource(APIResource):
 
     def _dispatcher(self, commands: Mapping[str, Any], options: JobOptions) -> CommandDispatcher:
         checked = validate_commands(commands)
-        return CommandDispatcher(self.bulk_sender(checked), checked, **options)
+        config = self._config
+        target = JournalTarget.of(config.base_url, config.tenant, config.scope)
+        return CommandDispatcher(
+            self.bulk_sender(checked), checked, journal_target=target, **options
+        )
 
     async def send_commands(
         self,
