@@ -340,7 +340,8 @@ async def run_in_process(emu: Iris360Emulator, run: Run, items: list[str],
         except Iris360Error as exc:
             if not exc.while_authenticating:
                 run.error = exc
-            run.stopped_reason = f"raised {type(exc).__name__}"
+            # a job may stop with an error when no token can be had: checked like a stop
+            run.stopped_reason = f"authentication: raised {type(exc).__name__}"
             return
         except Exception as exc:
             run.error = exc
