@@ -7,6 +7,7 @@ from typing import Any
 from unittest.mock import Mock
 
 import aiohttp
+import pytest
 
 
 def _patch_aioresponses_for_aiohttp_314() -> None:
@@ -26,3 +27,11 @@ def _patch_aioresponses_for_aiohttp_314() -> None:
 
 
 _patch_aioresponses_for_aiohttp_314()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "seeded chaos test of the bulk engine (tests/test_chaos.py)")
+    group.addoption("--chaos-rounds", type=int, default=None, metavar="N",
+                    help="rounds of the chaos test (default: the CI budget)")
+    group.addoption("--chaos-seed", type=int, default=None, metavar="S",
+                    help="seed of the chaos test's schedules (default: the fixed CI seed)")

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from iris360_async.testing import FaultProfile, Iris360Emulator
+from iris360_async.testing.faults import REDIRECT_TRAP
 
 SERIALS = [f"SN{i:06d}" for i in range(1, 11)]
 
@@ -21,11 +22,14 @@ class Api:
         self.session = session
         self.token = emu.issue_token().token
 
-    async def bulk(self, serials: list[str] = SERIALS) -> tuple[int, bytes, Any]:
+    async def bulk(
+        self, serials: list[str] = SERIALS, *, follow: bool = False
+    ) -> tuple[int, bytes, Any]:
         async with self.session.post(
             self.emu.api_url + "/devices/sendCommandsBulk",
             json={"device_serials": serials, "w_reboot": True},
             headers={"Authorization": f"Bearer {self.token}"},
+            allow_redirects=follow,
         ) as resp:
             return resp.status, await resp.read(), resp.headers
 
@@ -209,3 +213,125 @@ async def test_forbidden_before_processing_on_other_endpoints(api: Api) -> None:
     api.emu.set_faults(FaultProfile(forbidden_rate=1.0))
     assert await api.devices() == 403
     assert api.emu.stats.faults["forbidden"] == 1
+
+
+BULK_PATH = "/api/public/v1/devices/sendCommandsBulk"
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirect_before_processing_applies_nothing(api: Api, status: int) -> None:
+    api.emu.set_faults(FaultProfile(redirect_rate=1.0, redirect_status=status),
+                       endpoint="devices.bulk")
+    got, body, headers = await api.bulk()
+    assert got == status
+    assert headers["Location"] == REDIRECT_TRAP + BULK_PATH
+    assert b"Redirecting" in body
+    assert applied(api.emu) == 0
+    assert api.emu.stats.faults["redirect"] == 1
+    assert api.emu.stats.redirect_hits == 0
+
+
+async def test_redirect_after_processing_has_applied_the_commands(api: Api) -> None:
+    api.emu.set_faults(FaultProfile(redirect_after_rate=1.0, redirect_status=303),
+                       endpoint="devices.bulk")
+    got, _, headers = await api.bulk()
+    assert (got, headers["Location"]) == (303, REDIRECT_TRAP + BULK_PATH)
+    assert api.emu.stats.commanded_serials() == set(SERIALS)
+    assert api.emu.stats.max_applications("w_reboot") == 1
+    assert api.emu.stats.faults["redirect_after"] == 1
+
+
+async def test_the_redirect_trap_counts_clients_that_follow(api: Api) -> None:
+    api.emu.set_faults(FaultProfile(redirect_after_rate=1.0, redirect_status=303),
+                       endpoint="devices.bulk")
+    got, body, _ = await api.bulk(follow=True)  # 303: aiohttp follows with a GET
+    assert got == 404
+    assert b"could not be found" in body
+    assert api.emu.stats.redirect_hits == 1
+    assert applied(api.emu) == len(SERIALS)  # applied once, by the first request only
+
+
+async def test_redirect_to_the_same_url_loops(api: Api) -> None:
+    api.emu.set_faults(
+        FaultProfile(redirect_rate=1.0, redirect_location="{path}", max_faults=2),
+        endpoint="devices.bulk",
+    )
+    got, _, headers = await api.bulk()
+    assert (got, headers["Location"]) == (307, BULK_PATH)
+    got, _, _ = await api.bulk(follow=True)  # 307 again, then the re-POST is processed
+    assert got == 207
+    assert api.emu.stats.requests["devices.bulk"] == 3
+    assert api.emu.stats.redirect_hits == 0
+    assert applied(api.emu) == len(SERIALS)
+
+
+@pytest.mark.parametrize("after", [False, True])
+async def test_redirect_on_login(api: Api, after: bool) -> None:
+    emu = api.emu
+    location = "https://elsewhere.invalid/login"
+    rates = {"redirect_after_rate": 1.0} if after else {"redirect_rate": 1.0}
+    emu.set_faults(FaultProfile(redirect_location=location, **rates), endpoint="login")
+    async with api.session.post(emu.api_url + "/login", allow_redirects=False,
+                                json={"email": emu.username, "password": emu.password}) as r:
+        assert (r.status, r.headers["Location"]) == (307, location)
+        assert emu.password not in await r.text()
+    assert emu.stats.logins == (1 if after else 0)  # after processing: a token was issued
+
+
+def test_redirect_profile_validation() -> None:
+    with pytest.raises(ValueError, match="redirect_status"):
+        FaultProfile(redirect_status=304)
+    with pytest.raises(ValueError, match="redirect_location"):
+        FaultProfile(redirect_location="/x\r\nSet-Cookie: a=b")
+    with pytest.raises(ValueError, match="revoke_burst"):
+        FaultProfile(revoke_burst=0)
+    assert FaultProfile(redirect_after_rate=0.1).active
+
+
+@pytest.mark.parametrize(("status", "title"), [(500, "500 Internal Server Error"),
+                                               (503, "503 Service Temporarily Unavailable")])
+async def test_gateway_html_error_page_on_request(api: Api, status: int, title: str) -> None:
+    api.emu.set_faults(FaultProfile(error_rate=1.0, error_status=status, error_html=True))
+    got, body, headers = await api.bulk()
+    assert got == status
+    assert headers["Content-Type"].startswith("text/html")
+    text = body.decode()
+    assert f"<title>{title}</title>" in text
+    assert "\r\n" in text
+    assert "openresty" in text
+    assert applied(api.emu) == 0
+
+
+async def test_json_error_body_for_any_5xx_on_request(api: Api) -> None:
+    api.emu.set_faults(FaultProfile(error_rate=1.0, error_status=502, error_html=False))
+    got, body, _ = await api.bulk()
+    assert (got, json.loads(body)) == (502, {"message": "Server Error"})
+
+
+async def test_revoke_burst_revokes_the_replay_after_a_refresh_too(api: Api) -> None:
+    api.emu.set_faults(FaultProfile(revoke_rate=1.0, revoke_burst=2, max_faults=1),
+                       endpoint="devices.bulk")
+    assert (await api.bulk())[0] == 401
+    api.token = api.emu.issue_token().token  # as a client would after refreshing
+    assert (await api.bulk())[0] == 401      # the second revocation of the storm
+    api.token = api.emu.issue_token().token
+    assert (await api.bulk())[0] == 207
+    assert api.emu.stats.faults["revoke"] == 2
+
+
+async def test_bulk_requests_received_are_counted_per_serial(api: Api) -> None:
+    emu = api.emu
+    assert (await api.bulk(SERIALS[:2]))[0] == 207
+    emu.set_faults(FaultProfile(rate_limit_rate=1.0, max_faults=1), endpoint="devices.bulk")
+    assert (await api.bulk(SERIALS[1:3]))[0] == 429
+    emu.set_faults(FaultProfile(reset_rate=1.0, max_faults=1), endpoint="devices.bulk")
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await api.bulk(SERIALS[2:3])
+    api.token = "not-a-token"
+    assert (await api.bulk(["SN000009", "NOT-IN-FLEET"]))[0] == 401
+    assert emu.stats.bulk_received == {
+        "SN000001": 1, "SN000002": 2, "SN000003": 2, "SN000009": 1, "NOT-IN-FLEET": 1,
+    }
+    assert applied(emu) == 2
+    emu.stats.reset()
+    assert emu.stats.bulk_received == {}

@@ -18,7 +18,7 @@ from aiohttp import web
 from .clock import EmulatorClock
 from .config import EmulatorConfig, LatencyModel
 from .endpoints import Handlers
-from .faults import FaultInjector, FaultProfile
+from .faults import REDIRECT_TRAP, FaultInjector, FaultProfile
 from .fleet import Fleet, stable_hash
 from .server import Plumbing, Router
 from .stats import EmulatorStats
@@ -191,7 +191,7 @@ class Iris360Emulator:
         router.add("POST", prefix + "/devices/paginate",
                    route("devices.paginate", h.devices_paginate))
         router.add("POST", prefix + "/devices/sendCommandsBulk",
-                   route("devices.bulk", h.send_commands_bulk))
+                   route("devices.bulk", h.send_commands_bulk, on_receive=h.bulk_received))
         router.add("POST", prefix + paths.import_file, route("devices.import", h.import_file))
         router.add("POST", prefix + "/entities/paginate",
                    route("entities.paginate", h.entities_paginate))
@@ -204,6 +204,8 @@ class Iris360Emulator:
                    route("connectors.models", h.connector_models))
         router.add("GET", prefix + "/connectors/out/{id}",
                    route("connectors.get", h.connector_get))
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
+            router.add(method, REDIRECT_TRAP + "/{rest:.*}", self._plumbing.redirect_trap)
         return router
 
     async def start(self) -> None:

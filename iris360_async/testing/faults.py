@@ -14,10 +14,11 @@ Endpoint keys: ``login``, ``refresh``, ``devices.paginate``, ``devices.bulk``,
 every endpoint except ``login`` and ``refresh``; a per-endpoint profile replaces the global one
 for its endpoint (install one on ``login`` to disturb authentication).
 
-Order in which a request meets the faults: token revocation, connection reset, 429, 5xx, 403
-(except on ``devices.bulk``) -- all before any processing; then the request is processed
-(commands applied; on ``devices.bulk`` a 403 comes mid-chunk, the first targets already
-commanded); then lost response, malformed body and slow response.
+Order in which a request meets the faults: token revocation, connection reset, 429, 5xx,
+redirect, 403 (except on ``devices.bulk``) -- all before any processing; then the request is
+processed (commands applied; on ``devices.bulk`` a 403 comes mid-chunk, the first targets
+already commanded); then lost response, redirect after processing, malformed body and slow
+response.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, fields
 
-__all__ = ["ENDPOINTS", "FaultInjector", "FaultProfile"]
+__all__ = ["ENDPOINTS", "REDIRECT_TRAP", "FaultInjector", "FaultProfile"]
 
 ENDPOINTS: tuple[str, ...] = (
     "login",
@@ -43,6 +44,12 @@ ENDPOINTS: tuple[str, ...] = (
 
 AUTH_ENDPOINTS = frozenset({"login", "refresh"})
 
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+REDIRECT_TRAP = "/redirected"
+"""Path prefix of the default redirect target: the emulator answers 404 there and counts every
+request (``stats.redirect_hits``), so a test can prove that no client followed a redirect."""
+
 
 @dataclass(frozen=True)
 class FaultProfile:
@@ -51,6 +58,10 @@ class FaultProfile:
     Attributes:
         error_rate: answer ``error_status`` before processing anything.
         error_status: status of those errors (500, 502, 503 or 504 are typical).
+        error_html: the body of those errors: ``None`` (default) answers 500 with Laravel's
+            JSON ``{"message": "Server Error"}`` and other statuses with the gateway's HTML page
+            (nginx/openresty style, CRLF line ends); ``True`` the HTML page for every status;
+            ``False`` the JSON body for every status.
         rate_limit_rate: answer 429 ``{"message": "Too Many Attempts."}`` before processing.
         retry_after: value of the ``Retry-After`` header of those 429s, in whole seconds.
         reset_rate: close the connection before processing (no response; nothing applied).
@@ -62,6 +73,18 @@ class FaultProfile:
             JSON body.
         revoke_rate: invalidate every issued access token before handling the request (the
             request itself then fails with 401, as do all requests with older tokens).
+        revoke_burst: a drawn revocation also revokes the tokens before each of the next
+            ``revoke_burst - 1`` requests of the same endpoint (a 401 storm: the request replayed
+            after a successful refresh meets a second revocation).
+        redirect_rate: answer ``redirect_status`` with a ``Location`` before processing
+            (nothing applied).
+        redirect_after_rate: process the request (commands applied, tokens issued), then
+            answer ``redirect_status`` with a ``Location`` instead of the result.
+        redirect_status: 301, 302, 303, 307 or 308.
+        redirect_location: the ``Location`` header; ``{path}`` is replaced by the request's
+            path. The default sends clients to the emulator's trap (``/redirected/...``), which
+            answers 404 and counts every request in ``stats.redirect_hits``; ``"{path}"``
+            redirects to the same URL (a loop); an absolute URL names another origin.
         forbidden_rate: answer 403 ``{"message": "This action is unauthorized."}``; on
             ``devices.bulk`` after commanding the first ``forbidden_after`` targets (as the real
             server does when one target may not be updated), elsewhere before processing.
@@ -77,6 +100,7 @@ class FaultProfile:
 
     error_rate: float = 0.0
     error_status: int = 500
+    error_html: bool | None = None
     rate_limit_rate: float = 0.0
     retry_after: int = 1
     reset_rate: float = 0.0
@@ -85,6 +109,11 @@ class FaultProfile:
     slow_delay: float = 30.0
     malformed_rate: float = 0.0
     revoke_rate: float = 0.0
+    revoke_burst: int = 1
+    redirect_rate: float = 0.0
+    redirect_after_rate: float = 0.0
+    redirect_status: int = 307
+    redirect_location: str = REDIRECT_TRAP + "{path}"
     forbidden_rate: float = 0.0
     forbidden_after: int | None = None
     item_broker_error_rate: float = 0.0
@@ -103,6 +132,12 @@ class FaultProfile:
             raise ValueError("FaultProfile delays must not be negative")
         if self.forbidden_after is not None and self.forbidden_after < 0:
             raise ValueError("FaultProfile.forbidden_after must not be negative")
+        if self.redirect_status not in REDIRECT_STATUSES:
+            raise ValueError("FaultProfile.redirect_status must be 301, 302, 303, 307 or 308")
+        if self.revoke_burst < 1:
+            raise ValueError("FaultProfile.revoke_burst must be at least 1")
+        if not self.redirect_location or any(c in self.redirect_location for c in "\r\n"):
+            raise ValueError("FaultProfile.redirect_location must be a non-empty single line")
 
     @property
     def active(self) -> bool:
@@ -127,6 +162,7 @@ class FaultInjector:
         self._global: FaultProfile | None = None
         self._per_endpoint: dict[str, FaultProfile] = {}
         self._used: dict[int, int] = {}
+        self._burst: dict[str, int] = {}
 
     def set(self, profile: FaultProfile | None, endpoint: str | None = None) -> None:
         """Install ``profile`` globally (``endpoint=None``) or for one endpoint; ``None``
@@ -140,12 +176,14 @@ class FaultInjector:
         else:
             self._per_endpoint[endpoint] = profile
         self._used.clear()
+        self._burst.clear()
 
     def clear(self) -> None:
         """Remove every profile."""
         self._global = None
         self._per_endpoint.clear()
         self._used.clear()
+        self._burst.clear()
 
     def reseed(self, seed: int) -> None:
         """Restart the random sequence from ``seed``."""
@@ -170,6 +208,19 @@ class FaultInjector:
         if rate >= 1.0 or self._rng.random() < rate:
             key = id(profile)
             self._used[key] = self._used.get(key, 0) + 1
+            return True
+        return False
+
+    def revoke_now(self, profile: FaultProfile, endpoint: str) -> bool:
+        """Whether tokens are revoked before this request of ``endpoint``: a drawn revocation
+        or one of the ``revoke_burst - 1`` requests following it."""
+        left = self._burst.get(endpoint, 0)
+        if left > 0:
+            self._burst[endpoint] = left - 1
+            return True
+        if self.draw(profile, profile.revoke_rate):
+            if profile.revoke_burst > 1:
+                self._burst[endpoint] = profile.revoke_burst - 1
             return True
         return False
 

@@ -23,10 +23,18 @@ if TYPE_CHECKING:
     from .stats import EmulatorStats
     from .tokens import TokenAuthority
 
-__all__ = ["Handler", "Plumbing", "Router", "json_response", "text_response"]
+__all__ = [
+    "Handler",
+    "Plumbing",
+    "Router",
+    "json_response",
+    "redirect_response",
+    "text_response",
+]
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 Impl = Callable[[web.BaseRequest, "FaultProfile | None"], Awaitable[web.StreamResponse]]
+Receive = Callable[[web.BaseRequest], Awaitable[None]]
 
 UNAUTHENTICATED = b'{"message":"Unauthenticated."}'
 TOO_MANY = b'{"message":"Too Many Attempts."}'
@@ -36,7 +44,18 @@ _GATEWAY_PAGE = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} "
     "{reason}</h1></center>\r\n<hr><center>openresty</center>\r\n</body>\r\n</html>\r\n"
 )
-_REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
+_REASONS = {
+    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
+}
+
+
+def redirect_response(status: int, location: str) -> web.Response:
+    """A 3xx with ``Location`` and a short HTML body (as a framework's redirect has)."""
+    body = f'<html><body>Redirecting to <a href="{location}">{location}</a>.</body></html>'
+    return web.Response(
+        text=body, status=status, content_type="text/html", headers={"Location": location}
+    )
 
 
 def json_response(body: bytes, status: int = 200) -> web.Response:
@@ -49,10 +68,11 @@ def text_response(text: str, status: int) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html")
 
 
-def server_error(status: int) -> web.Response:
-    """The body a 5xx carries: Laravel's JSON for 500, the gateway's HTML page otherwise."""
-    if status == 500:
-        return json_response(SERVER_ERROR, 500)
+def server_error(status: int, html: bool | None = None) -> web.Response:
+    """The body a 5xx carries: by default (``html=None``) Laravel's JSON for 500 and the
+    gateway's HTML page otherwise; ``html=True``/``False`` force the HTML page / the JSON."""
+    if html is False or (html is None and status == 500):
+        return json_response(SERVER_ERROR, status)
     reason = _REASONS.get(status, "Server Error")
     return text_response(_GATEWAY_PAGE.format(status=status, reason=reason), status)
 
@@ -134,8 +154,23 @@ class Plumbing:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def route(self, endpoint: str, impl: Impl, *, authenticated: bool = True) -> Handler:
-        """Wrap ``impl`` (the endpoint logic) into an aiohttp handler for ``endpoint``."""
+    async def redirect_trap(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The default target of redirect faults: counts the request, answers 404."""
+        self.stats.redirect_hits += 1
+        await request.read()
+        message = f"The route {request.path.lstrip('/')} could not be found."
+        return json_response(msgspec.json.encode({"message": message}), 404)
+
+    def route(
+        self,
+        endpoint: str,
+        impl: Impl,
+        *,
+        authenticated: bool = True,
+        on_receive: Receive | None = None,
+    ) -> Handler:
+        """Wrap ``impl`` (the endpoint logic) into an aiohttp handler for ``endpoint``;
+        ``on_receive(request)`` runs first for every request received, before any fault."""
         stats = self.stats
 
         async def handler(request: web.BaseRequest) -> web.StreamResponse:
@@ -145,6 +180,8 @@ class Plumbing:
                 stats.max_in_flight = stats.in_flight
             status = 0
             try:
+                if on_receive is not None:
+                    await on_receive(request)
                 response = await self._handle(request, endpoint, impl, authenticated)
                 status = response.status
                 return response
@@ -164,7 +201,7 @@ class Plumbing:
     ) -> web.StreamResponse:
         profile = self.faults.profile_for(endpoint)
         if profile is not None:
-            early = self._pre_faults(profile, endpoint)
+            early = self._pre_faults(profile, endpoint, request)
             if early is not None:
                 return early
         if authenticated and not self.authorized(request):
@@ -188,13 +225,20 @@ class Plumbing:
         if response.status == 422 and self.require_accept_json and not _wants_json(request):
             return web.Response(status=302, headers={"Location": str(request.url.origin())})
         if profile is not None and response.status < 300:
-            return await self._post_faults(profile, response)
+            return await self._post_faults(profile, response, request)
         return response
 
-    def _pre_faults(self, profile: FaultProfile, endpoint: str) -> web.Response | None:
+    @staticmethod
+    def _redirect(profile: FaultProfile, request: web.BaseRequest) -> web.Response:
+        location = profile.redirect_location.replace("{path}", request.path)
+        return redirect_response(profile.redirect_status, location)
+
+    def _pre_faults(
+        self, profile: FaultProfile, endpoint: str, request: web.BaseRequest
+    ) -> web.Response | None:
         faults = self.faults
         counts = self.stats.faults
-        if faults.draw(profile, profile.revoke_rate):
+        if faults.revoke_now(profile, endpoint):
             counts["revoke"] += 1
             self.tokens.revoke_all()
         if faults.draw(profile, profile.reset_rate):
@@ -207,20 +251,26 @@ class Plumbing:
             return response
         if faults.draw(profile, profile.error_rate):
             counts["error"] += 1
-            return server_error(profile.error_status)
+            return server_error(profile.error_status, profile.error_html)
+        if faults.draw(profile, profile.redirect_rate):
+            counts["redirect"] += 1
+            return self._redirect(profile, request)
         if endpoint != "devices.bulk" and faults.draw(profile, profile.forbidden_rate):
             counts["forbidden"] += 1
             return json_response(FORBIDDEN, 403)
         return None
 
     async def _post_faults(
-        self, profile: FaultProfile, response: web.StreamResponse
+        self, profile: FaultProfile, response: web.StreamResponse, request: web.BaseRequest
     ) -> web.StreamResponse:
         faults = self.faults
         counts = self.stats.faults
         if faults.draw(profile, profile.drop_rate):
             counts["drop"] += 1
             raise _Disconnect
+        if faults.draw(profile, profile.redirect_after_rate):
+            counts["redirect_after"] += 1
+            return self._redirect(profile, request)
         if faults.draw(profile, profile.malformed_rate) and isinstance(response, web.Response):
             counts["malformed"] += 1
             body = response.body

@@ -84,14 +84,19 @@ class EmulatorStats:
         responses: per endpoint key, a counter of the statuses answered (a request whose
             connection was closed on purpose counts under status ``0``).
         faults: faults injected per kind (``error``, ``rate_limit``, ``reset``, ``drop``,
-            ``slow``, ``malformed``, ``revoke``, ``forbidden``, ``item_broker_error``,
-            ``item_exception``).
+            ``slow``, ``malformed``, ``revoke``, ``redirect``, ``redirect_after``,
+            ``forbidden``, ``item_broker_error``, ``item_exception``).
         in_flight: requests currently being handled (queued ones included).
         max_in_flight: the highest ``in_flight`` seen.
         processing: requests holding one of the ``capacity`` slots (only counted when the
             emulator has a capacity limit).
         max_processing: the highest ``processing`` seen.
         bulk_targets: targets received by ``sendCommandsBulk`` (all outcomes).
+        bulk_received: per serial, how many ``sendCommandsBulk`` requests named it -- every
+            request received counts, also one answered 401, a fault or an error afterwards (a
+            client may call a device ``unknown`` only if a request naming it was received).
+        redirect_hits: requests received at the redirect trap (``/redirected/...``, the
+            default ``Location`` of redirect faults): clients that followed a redirect.
         command_applications: per serial, how many times each command was applied.
     """
 
@@ -113,6 +118,8 @@ class EmulatorStats:
         self.processing = 0
         self.max_processing = 0
         self.bulk_targets = 0
+        self.bulk_received: Counter[str] = Counter()
+        self.redirect_hits = 0
         self.command_applications._rebase()
 
     def reset(self) -> None:
@@ -174,6 +181,8 @@ class EmulatorStats:
             "max_in_flight": self.max_in_flight,
             "max_processing": self.max_processing,
             "bulk_targets": self.bulk_targets,
+            "bulk_received_serials": len(self.bulk_received),
+            "redirect_hits": self.redirect_hits,
             "commanded_serials": len(self.command_applications),
             "total_applications": self.total_applications(),
         }

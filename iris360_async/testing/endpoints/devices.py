@@ -27,8 +27,27 @@ from .base import (
 __all__ = ["DeviceEndpoints"]
 
 
+class _BulkSerials(msgspec.Struct):
+    device_serials: list[Any] = []
+
+
+_decode_serials = msgspec.json.Decoder(_BulkSerials).decode
+
+
 class DeviceEndpoints(EndpointBase):
     """Device pagination, ``sendCommandsBulk`` and the device file import."""
+
+    async def bulk_received(self, request: web.BaseRequest) -> None:
+        """Count the serials a ``sendCommandsBulk`` request names (``stats.bulk_received``),
+        before authentication and faults: the request was received whatever its answer."""
+        try:
+            serials = _decode_serials(await request.read()).device_serials
+        except (msgspec.DecodeError, ValueError):
+            return
+        if all(type(s) is str for s in serials):
+            self.stats.bulk_received.update(serials)
+        else:
+            self.stats.bulk_received.update(s for s in serials if type(s) is str)
 
     async def devices_paginate(
         self, request: web.BaseRequest, profile: FaultProfile | None
