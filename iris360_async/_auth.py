@@ -1,7 +1,7 @@
 """Access tokens: login, refresh, JWT expiry, proactive refresh and single flight.
 
 However many requests are in flight, one expiry (or one rejected token) causes exactly one
-refresh call; every waiter reuses its outcome. A refused refresh falls back to one login when
+refresh call; every waiter reuses its outcome. A refresh that is refused or fails falls back to one login when
 credentials are known. A refused login is remembered and never repeated automatically, since
 repeated failures lock the account (a 429 is waited out once, by the transport's
 ``auth_send``). Tokens never appear in ``repr``, logs or exceptions.
@@ -339,6 +339,14 @@ class TokenManager:
                     raise
                 if _log.isEnabledFor(logging.INFO):
                     _log.info("refresh token refused; logging in again")
+            except Iris360Error as exc:
+                # A refresh that failed (5xx, lost connection, timeout, redirect, unreadable
+                # answer) falls back to one login as well: a request is given up only when a
+                # refresh and a login both failed.
+                if not self.has_credentials:
+                    raise
+                if _log.isEnabledFor(logging.INFO):
+                    _log.info("refresh failed (%s); logging in instead", type(exc).__name__)
         await self._login()
 
     async def _refresh_now(self) -> None:

@@ -323,11 +323,12 @@ def classify_exception(exc: BaseException) -> ErrorVerdict:
     if isinstance(exc, errors.RedirectError):
         return _redirect_verdict(exc)
     if isinstance(exc, errors.AuthenticationError):
+        # 401 before processing although fresh tokens were obtained (the transport renews a
+        # bounded number of times per request): this chunk is refused, later ones may pass
         return ErrorVerdict(
             _FAILED,
-            f"{NOT_SENT_PREFIX} authentication failed ({_status_detail(exc)})",
-            stop=True,
-            stop_reason=AUTH_STOP_REASON,
+            f"{NOT_SENT_PREFIX} the server refused the token, also after renewing it "
+            f"({_status_detail(exc)})",
         )
     if isinstance(exc, errors.RateLimitError):
         return ErrorVerdict(

@@ -593,6 +593,10 @@ class Transport:
                         self._counters.replays += 1
                         continue
                 error = status_error(response, now=clock.time(), secrets=self._secrets(token))
+                if status == 401 and authenticated and not tokens.can_renew:
+                    # the token was refused and no new one can be had: the request is
+                    # refused for want of a token, like a failed login
+                    error.while_authenticating = True
                 if status == 429:
                     self._counters.rate_limited += 1
                     asked = error.retry_after if isinstance(error, RateLimitError) else None

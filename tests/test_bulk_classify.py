@@ -162,7 +162,7 @@ def _status(cls: type[errors.APIStatusError], status: int, **kw: Any) -> errors.
         (_status(errors.NotFoundError, 404), FAILED, False, False),
         (_status(errors.UnprocessableEntityError, 422), FAILED, False, False),
         (_status(errors.RateLimitError, 429, retry_after=1.0), FAILED, False, False),
-        (_status(errors.AuthenticationError, 401), FAILED, True, False),
+        (_status(errors.AuthenticationError, 401), FAILED, False, False),
         (_status(errors.APIStatusError, 409), UNKNOWN, False, False),
         (_status(errors.RedirectError, 307, location="https://x/elsewhere"), UNKNOWN, False, False),
         (_status(errors.RedirectError, 303), UNKNOWN, False, False),

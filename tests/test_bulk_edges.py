@@ -94,8 +94,7 @@ async def test_login_answering_503_sends_nothing_and_a_resumed_job_sends_everyth
                 serials, CMD, chunk_size=50, concurrency=8, journal=journal
             )
         raised = report.failures[0].raw if report.failures else None
-        if not getattr(raised, "while_authenticating", False):
-            pytest.xfail("the transport does not yet flag errors from obtaining a token")
+        assert getattr(raised, "while_authenticating", False)
         assert report.counts["unknown"] == 0
         assert report.counts["sent"] == 0
         assert emu.stats.requests["devices.bulk"] == 0

@@ -153,7 +153,10 @@ async def test_lost_authentication_stops_the_job() -> None:
         check_against_emulator(report, emu)
         assert report.stopped_reason == "authentication failed"
         assert 300 <= report.total < 1500
-        auth_failed = [o for o in report.failures if "authentication failed" in (o.detail or "")]
+        auth_failed = [
+            o for o in report.failures
+            if (o.detail or "").startswith("not sent: could not obtain an access token")
+        ]
         assert auth_failed
         assert all(emu.stats.applications(o.serial, "w_ota") == 0 for o in auth_failed)
 

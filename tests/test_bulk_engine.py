@@ -121,6 +121,13 @@ def http_error(cls: type[errors.APIStatusError], status: int, **kw: Any) -> erro
     return cls("err", status=status, method="POST", url="http://x", body={"message": "m"}, **kw)
 
 
+def token_lost() -> errors.APIStatusError:
+    """A 401 the client could not answer with a new token (no credentials, no refresh)."""
+    exc = http_error(errors.AuthenticationError, 401)
+    exc.while_authenticating = True
+    return exc
+
+
 # -- accounting -------------------------------------------------------------------------------
 
 
@@ -392,7 +399,7 @@ async def test_each_exception_settles_its_chunk(exc: BaseException, status: Comm
 
 async def test_authentication_failure_stops_the_job() -> None:
     server = FakeServer()
-    server.fail(2, http_error(errors.AuthenticationError, 401))
+    server.fail(2, token_lost())
     report = await send_commands(
         server, serials_(300), {"w_ota": True}, chunk_size=3, concurrency=1
     )
@@ -405,9 +412,22 @@ async def test_authentication_failure_stops_the_job() -> None:
     assert report.counts["skipped"] == 0
 
 
+async def test_a_401_despite_renewed_tokens_fails_its_chunk_and_the_job_goes_on() -> None:
+    server = FakeServer()
+    server.fail(2, http_error(errors.AuthenticationError, 401))  # renewals did not help
+    report = await send_commands(
+        server, serials_(30), {"w_ota": True}, chunk_size=3, concurrency=1
+    )
+    check_accounting(report)
+    assert report.completed
+    assert report.counts["sent"] == 27
+    (failed,) = {o.detail for o in report.failures}
+    assert failed.startswith("not sent: the server refused the token, also after renewing it")
+
+
 async def test_stop_leaves_serials_read_but_unsent_skipped() -> None:
     server = FakeServer()
-    server.fail(0, http_error(errors.AuthenticationError, 401))
+    server.fail(0, token_lost())
     report = await send_commands(
         server, serials_(300), {"w_ota": True}, chunk_size=3, concurrency=4, max_body_bytes=10_000
     )

@@ -260,7 +260,10 @@ class Observer:
     def snapshot(self) -> tuple[Counter[str], Counter[str], Counter[int]]:
         stats = self.emu.stats
         applied = Counter(stats.command_applications.per_command(self.command))
-        return applied, Counter(stats.bulk_received), Counter(stats.responses.get("login", {}))
+        login = Counter(stats.responses.get("login", {}))
+        # a login answered after the client's attempt timeout failed for the client
+        login[-1] = stats.faults_by_endpoint.get("login", Counter())["slow"]
+        return applied, Counter(stats.bulk_received), login
 
     async def quiet(self) -> None:
         """Wait until the emulator handled everything it received (bounded)."""

@@ -347,6 +347,45 @@ async def test_refresh_and_login_both_failing_fails_the_request_marked(
     assert len(server.calls_to("/p")) == 1
 
 
+@pytest.mark.parametrize("failure", [reply(503, {"message": "down"}), "reset"])
+async def test_a_refresh_that_fails_falls_back_to_one_login(
+    server: ScriptedServer, failure: Any
+) -> None:
+    calls = {"p": 0}
+
+    async def protected(request: web.Request) -> web.Response:
+        calls["p"] += 1
+        if request.headers.get("Authorization") == "Bearer fresh":
+            return reply(200, {})
+        return reply(401, {"message": "Unauthenticated."})
+
+    async def reset(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.close()
+        return reply(500, {})
+
+    server.on("POST", "/refresh-token", reset if failure == "reset" else failure)
+    server.on("POST", "/login", reply(200, {"token": "fresh", "refreshToken": "r1"}))
+    server.on("GET", "/p", protected)
+    async with server.client(
+        token=TOKEN, refresh_token="r-secret-0", username=USER, password=PASSWORD
+    ) as iris:
+        response = await iris._transport.request("GET", "/p")
+    assert response.status == 200
+    assert len(server.calls_to("/refresh-token")) == 1
+    assert len(server.calls_to("/login")) == 1
+    assert calls["p"] == 2
+
+
+async def test_a_401_that_no_new_token_can_answer_is_marked(server: ScriptedServer) -> None:
+    server.on("POST", "/devices/sendCommandsBulk", reply(401, {"message": "Unauthenticated."}))
+    async with server.client(token=TOKEN) as iris:  # no refresh token, no credentials
+        with pytest.raises(AuthenticationError) as info:
+            await iris.devices.send_commands_bulk(["S1"], {"w_ota": True})
+    assert info.value.while_authenticating is True
+    assert len(server.calls_to("/devices/sendCommandsBulk")) == 1
+
+
 # -- 14. a 429 on login/refresh is honoured once ------------------------------------------------
 
 

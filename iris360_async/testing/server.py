@@ -8,6 +8,7 @@ model while it holds a capacity slot.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -225,7 +226,7 @@ class Plumbing:
         if response.status == 422 and self.require_accept_json and not _wants_json(request):
             return web.Response(status=302, headers={"Location": str(request.url.origin())})
         if profile is not None and response.status < 300:
-            return await self._post_faults(profile, response, request)
+            return await self._post_faults(profile, endpoint, response, request)
         return response
 
     @staticmethod
@@ -237,42 +238,46 @@ class Plumbing:
         self, profile: FaultProfile, endpoint: str, request: web.BaseRequest
     ) -> web.Response | None:
         faults = self.faults
-        counts = self.stats.faults
+        count = functools.partial(self.stats.count_fault, endpoint)
         if faults.revoke_now(profile, endpoint):
-            counts["revoke"] += 1
+            count("revoke")
             self.tokens.revoke_all()
         if faults.draw(profile, profile.reset_rate):
-            counts["reset"] += 1
+            count("reset")
             raise _Disconnect
         if faults.draw(profile, profile.rate_limit_rate):
-            counts["rate_limit"] += 1
+            count("rate_limit")
             response = json_response(TOO_MANY, 429)
             response.headers["Retry-After"] = str(profile.retry_after)
             return response
         if faults.draw(profile, profile.error_rate):
-            counts["error"] += 1
+            count("error")
             return server_error(profile.error_status, profile.error_html)
         if faults.draw(profile, profile.redirect_rate):
-            counts["redirect"] += 1
+            count("redirect")
             return self._redirect(profile, request)
         if endpoint != "devices.bulk" and faults.draw(profile, profile.forbidden_rate):
-            counts["forbidden"] += 1
+            count("forbidden")
             return json_response(FORBIDDEN, 403)
         return None
 
     async def _post_faults(
-        self, profile: FaultProfile, response: web.StreamResponse, request: web.BaseRequest
+        self,
+        profile: FaultProfile,
+        endpoint: str,
+        response: web.StreamResponse,
+        request: web.BaseRequest,
     ) -> web.StreamResponse:
         faults = self.faults
-        counts = self.stats.faults
+        count = functools.partial(self.stats.count_fault, endpoint)
         if faults.draw(profile, profile.drop_rate):
-            counts["drop"] += 1
+            count("drop")
             raise _Disconnect
         if faults.draw(profile, profile.redirect_after_rate):
-            counts["redirect_after"] += 1
+            count("redirect_after")
             return self._redirect(profile, request)
         if faults.draw(profile, profile.malformed_rate) and isinstance(response, web.Response):
-            counts["malformed"] += 1
+            count("malformed")
             body = response.body
             raw = body if isinstance(body, bytes) else b"[]"
             truncated = raw[: max(1, len(raw) // 2)]
@@ -282,7 +287,7 @@ class Plumbing:
                 body=truncated, status=response.status, content_type="application/json"
             )
         if faults.draw(profile, profile.slow_rate):
-            counts["slow"] += 1
+            count("slow")
             await asyncio.sleep(profile.slow_delay)
         return response
 

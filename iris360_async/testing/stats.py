@@ -86,6 +86,7 @@ class EmulatorStats:
         faults: faults injected per kind (``error``, ``rate_limit``, ``reset``, ``drop``,
             ``slow``, ``malformed``, ``revoke``, ``redirect``, ``redirect_after``,
             ``forbidden``, ``item_broker_error``, ``item_exception``).
+        faults_by_endpoint: the same per endpoint key (request-level faults only).
         in_flight: requests currently being handled (queued ones included).
         max_in_flight: the highest ``in_flight`` seen.
         processing: requests holding one of the ``capacity`` slots (only counted when the
@@ -113,6 +114,7 @@ class EmulatorStats:
         self.requests: Counter[str] = Counter()
         self.responses: dict[str, Counter[int]] = {}
         self.faults: Counter[str] = Counter()
+        self.faults_by_endpoint: dict[str, Counter[str]] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self.processing = 0
@@ -128,6 +130,14 @@ class EmulatorStats:
         self._zero()
         self.in_flight = self.max_in_flight = in_flight
         self.processing = self.max_processing = processing
+
+    def count_fault(self, endpoint: str, kind: str) -> None:
+        """Count one fault of ``kind`` injected on ``endpoint``."""
+        self.faults[kind] += 1
+        counter = self.faults_by_endpoint.get(endpoint)
+        if counter is None:
+            counter = self.faults_by_endpoint[endpoint] = Counter()
+        counter[kind] += 1
 
     def record_response(self, endpoint: str, status: int) -> None:
         """Count one answer of ``endpoint`` with ``status``."""
