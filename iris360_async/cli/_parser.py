@@ -11,10 +11,12 @@ import shutil
 import textwrap
 from typing import Any
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_CONCURRENCY", "build_parser"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "build_parser"]
 
 DEFAULT_CHUNK_SIZE = 100
 DEFAULT_CONCURRENCY = 16
+MAX_CONCURRENCY = 1024
+"""The bulk engine's ceiling of ``concurrency`` (requests in flight)."""
 DEFAULT_PAGE_SIZE = 500
 
 _ENV_HELP = """\
@@ -162,6 +164,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _concurrency(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_CONCURRENCY}: {text!r}")
+    return value
+
+
+def _concurrency_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"requests in flight, 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
+    )
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -261,13 +280,7 @@ examples:
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
     )
-    p.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
-    )
+    _concurrency_option(p)
     p.add_argument(
         "--seed", type=int, metavar="N", default=1, help="fleet and fault seed (default 1)"
     )
@@ -375,7 +388,8 @@ examples:
   iris360 devices list --serials-only | iris360 devices send-commands \\
       --serials-file - --set w_ota=true
 
-serials file: one serial per line; blank lines and lines starting with # are ignored.
+serials file: one serial per line (UTF-8, a byte order mark is ignored); blank lines and
+lines starting with # are ignored.
 """,
     )
     p.set_defaults(command="devices.send-commands")
@@ -400,13 +414,7 @@ serials file: one serial per line; blank lines and lines starting with # are ign
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
     )
-    p.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
-    )
+    _concurrency_option(p)
     p.add_argument(
         "--journal",
         metavar="FILE",
