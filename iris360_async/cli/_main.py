@@ -9,7 +9,14 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, describe_error, redact
+from ._errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    describe_error,
+    redact,
+)
 from ._parser import build_parser
 
 __all__ = ["main"]
@@ -55,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     from ._commands import Context, dispatch
-    from ._runtime import run_command
+    from ._runtime import Terminated, run_command
 
     ctx = Context(
         args=args, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr, environ=os.environ
@@ -64,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ctx.needs_connection:
             ctx.connection()  # may prompt for the password: before the event loop
         return run_command(lambda interrupt: dispatch(ctx, interrupt))
+    except Terminated:  # SIGTERM outside a job that handles it
+        sys.stderr.write("\niris360: terminated\n")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         sys.stderr.write("\niris360: interrupted\n")
         return EXIT_INTERRUPTED

@@ -40,6 +40,7 @@ exit codes:
   1    some devices ended rejected/failed/unknown, or the server refused a request
   2    usage error, connection error, authentication or permission error
   130  interrupted (Ctrl-C); a job prints what was settled and flushes its journal
+  143  terminated (SIGTERM); handled like Ctrl-C
 """
 
 _MAIN_EPILOG = (

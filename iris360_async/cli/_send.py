@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
+from ._errors import EXIT_FAILED, EXIT_OK, CliError
 from ._job import run_job, write_job_summary
 from ._output import Output
 from ._progress import JobProgress, progress_enabled
@@ -113,7 +113,8 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     if result.interrupted:
         where = f"; rerun with --journal {args.journal} to resume" if args.journal else ""
         ctx.stderr.write(
-            f"iris360: interrupted after {result.settled:,} of {result.total:,} devices{where}\n"
+            f"iris360: {interrupt.verb} after {result.settled:,} of {result.total:,} "
+            f"devices{where}\n"
         )
-        return EXIT_INTERRUPTED
+        return interrupt.exit_code
     return EXIT_FAILED if result.has_problems else EXIT_OK
