@@ -134,3 +134,12 @@ def summary_of(result: CliResult) -> dict[str, Any]:
 def write_serials(path: Path, serials: list[str]) -> Path:
     path.write_text("".join(f"{s}\n" for s in serials), encoding="utf-8")
     return path
+
+
+def settled_in_journal(journal: Path) -> int:
+    """Result lines in a journal another thread or process is appending to (a partly written
+    last line is not counted)."""
+    if not journal.exists():
+        return 0
+    text = journal.read_text(encoding="utf-8")
+    return sum(1 for record in json_lines(text[: text.rfind("\n") + 1]) if "serial" in record)

@@ -10,18 +10,18 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_support import cli_command, cli_env, process_env, read_jsonl, write_serials
+from cli_support import (
+    cli_command,
+    cli_env,
+    process_env,
+    read_jsonl,
+    settled_in_journal,
+    write_serials,
+)
 
 from iris360_async.testing import EmulatorThread, LatencyModel
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-def _settled_lines(journal: Path) -> int:
-    if not journal.exists():
-        return 0
-    text = journal.read_text(encoding="utf-8")
-    return sum(1 for line in text[: text.rfind("\n") + 1].splitlines() if '"serial"' in line)
 
 
 def test_sigterm_stops_flushes_summarises_and_resumes(tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_sigterm_stops_flushes_summarises_and_resumes(tmp_path: Path) -> None:
             text=True,
         )
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and _settled_lines(tmp_path / "job.jsonl") < 10:
+        while time.monotonic() < deadline and settled_in_journal(tmp_path / "job.jsonl") < 10:
             time.sleep(0.02)  # polling a real child process: no fake clock applies
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)

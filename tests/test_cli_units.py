@@ -279,6 +279,7 @@ def test_send_commands_options() -> None:
     )
     assert args.dry_run is True
     assert args.resend == ["failed"]
+    assert args.journal_force is False
 
 
 def test_concurrency_ceiling_shows_in_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -61,13 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
 
-    from ._commands import Context, dispatch
+    from ._commands import Context, dispatch, prepare
     from ._runtime import Terminated, run_command
 
     ctx = Context(
         args=args, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr, environ=os.environ
     )
     try:
+        prepare(ctx)
         if ctx.needs_connection:
             ctx.connection()  # may prompt for the password: before the event loop
         return run_command(lambda interrupt: dispatch(ctx, interrupt))

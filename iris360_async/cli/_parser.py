@@ -377,10 +377,15 @@ examples:
         "may not have the command) or skipped (duplicate, or already settled in the "
         "journal).\n\n"
         "Values of --set are parsed as JSON, falling back to a string: --set w_ota=true sends "
-        'a boolean, --set period=300 a number, --set mode=eco the string "eco".\n\n'
+        'a boolean, --set period=300 a number, --set mode=eco the string "eco". Numbers JSON '
+        "cannot carry (NaN, inf, 1e999) are refused; quote them to send a string.\n\n"
         "With --journal, every settled serial is recorded; running the same command again "
         "skips them, so an interrupted or killed job resumes without sending any command "
-        "twice. Exit code 0 when every serial is sent or skipped, 1 otherwise.",
+        "twice; the summary counts them at the outcome they had then.\n\n"
+        "Exit code 0 when every device has the command (sent now or in an earlier run of the "
+        "journal), 1 while any device ended rejected, failed or unknown (now or earlier), 2 "
+        "for usage errors (also --report naming an input or the journal), 130 on Ctrl-C and "
+        "143 on SIGTERM (the journal is flushed; rerun to resume).",
         epilog="""\
 examples:
   iris360 devices send-commands --serials-file serials.txt --set w_ota=true --dry-run
@@ -431,7 +436,16 @@ lines starting with # are ignored.
         "sent twice",
     )
     p.add_argument(
-        "--report", metavar="FILE", help="write one JSON line per serial: serial, status, detail"
+        "--journal-force",
+        action="store_true",
+        help="with --journal: resume a journal written for other commands, server, tenant or "
+        "scope (its settled serials are skipped)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write one JSON line per serial: serial, status, detail (written to a temporary "
+        "file and renamed into place at the end; never the serials file or the journal)",
     )
     p.add_argument(
         "--dry-run",
