@@ -44,7 +44,7 @@ def journal_settled(path: str, commands: dict[str, Any], *, force: bool = False)
     from .._journal import read_previous
 
     try:
-        previous = read_previous(path, commands, **({"force": True} if force else {}))
+        previous = read_previous(path, commands, force=force)
     except OSError as exc:
         raise CliError(f"cannot read journal {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
