@@ -1,72 +1,48 @@
-"""The ``iris360`` command, run as a real process against an emulator in a background thread:
-help, formats, exit codes, error lines, the read commands, ``emulator`` and ``demo``."""
+"""The ``iris360`` command against an emulator in a background thread, run in-process through
+``main()``: help, formats, exit codes, error lines, the read commands, ``emulator`` and
+``demo``. A few smoke tests start a real process (the console script, ``emulator``, ``demo``)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from cli_support import (
+    InProcess,
+    cli_command,
+    cli_env,
+    json_lines,
+    process_env,
+    run_process,
+)
 
 from iris360_async.testing import EmulatorThread, Iris360Emulator
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "emulator-password"
 
 
-def cli_env(emu: Iris360Emulator | None, **extra: str) -> dict[str, str]:
-    """The environment of a CLI process: no inherited IRIS360_* settings, the emulator's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IRIS360_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["COLUMNS"] = "200"
-    if emu is not None:
-        env.update(
-            IRIS360_BASE_URL=emu.base_url,
-            IRIS360_USERNAME=emu.username,
-            IRIS360_PASSWORD=emu.password,
-            IRIS360_TENANT=emu.tenant,
-            IRIS360_SCOPE=emu.scope,
-        )
-    env.update(extra)
-    return env
-
-
-def run_cli(
-    *args: str,
-    emu: Iris360Emulator | None = None,
-    env: dict[str, str] | None = None,
-    stdin: str | None = None,
-    cwd: Path | None = None,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "iris360_async.cli", *args],
-        env=env if env is not None else cli_env(emu),
-        input=stdin if stdin is not None else "",
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd or ROOT,
-    )
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
+    return InProcess(monkeypatch, capsys)
 
 
 @pytest.fixture
 def emu() -> Iterator[Iris360Emulator]:
     with EmulatorThread(devices=120, seed=3) as emulator:
         yield emulator
+
+
+@pytest.fixture
+def env(emu: Iris360Emulator) -> dict[str, str]:
+    """The emulator's settings, tenant and scope included."""
+    return cli_env(emu, tenant=True)
 
 
 # -- help and usage -----------------------------------------------------------------------------
@@ -84,8 +60,8 @@ LEAVES = [
 ]
 
 
-def test_help_lists_every_command_with_examples() -> None:
-    result = run_cli("--help")
+def test_help_lists_every_command_with_examples(cli: InProcess) -> None:
+    result = cli("--help")
     assert result.returncode == 0
     for name in ("demo", "emulator", "devices", "entities", "timeseries", "connectors"):
         assert name in result.stdout
@@ -95,34 +71,34 @@ def test_help_lists_every_command_with_examples() -> None:
 
 
 @pytest.mark.parametrize("leaf", LEAVES, ids=" ".join)
-def test_every_command_has_help_with_examples(leaf: list[str]) -> None:
-    result = run_cli(*leaf, "--help")
+def test_every_command_has_help_with_examples(cli: InProcess, leaf: list[str]) -> None:
+    result = cli(*leaf, "--help")
     assert result.returncode == 0, result.stderr
     assert "examples:" in result.stdout
     assert f"iris360 {' '.join(leaf)}" in result.stdout
 
 
-def test_a_group_without_command_prints_its_help_and_exits_2() -> None:
-    result = run_cli("devices")
+def test_a_group_without_command_prints_its_help_and_exits_2(cli: InProcess) -> None:
+    result = cli("devices")
     assert result.returncode == 2
     assert "send-commands" in result.stderr
 
 
-def test_bad_flag_is_a_usage_error() -> None:
-    result = run_cli("devices", "list", "--no-such-flag")
+def test_bad_flag_is_a_usage_error(cli: InProcess) -> None:
+    result = cli("devices", "list", "--no-such-flag")
     assert result.returncode == 2
     assert "error: unrecognized arguments: --no-such-flag" in result.stderr
     assert result.stdout == ""
 
 
-def test_version() -> None:
-    result = run_cli("--version")
+def test_version(cli: InProcess) -> None:
+    result = cli("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("iris360 ")
 
 
-def test_no_server_configured_is_a_usage_error() -> None:
-    result = run_cli("devices", "list", env=cli_env(None))
+def test_no_server_configured_is_a_usage_error(cli: InProcess) -> None:
+    result = cli("devices", "list", env={})
     assert result.returncode == 2
     assert result.stderr.startswith("iris360: error: no server")
     assert "Traceback" not in result.stderr
@@ -136,7 +112,7 @@ def test_console_script_runs_the_same_main() -> None:
         assert found is not None, "the iris360 console script is not installed"
         script = Path(found)
     result = subprocess.run(
-        [str(script), "--help"], capture_output=True, text=True, timeout=60, env=cli_env(None)
+        [str(script), "--help"], capture_output=True, text=True, timeout=60, env=process_env({})
     )
     assert result.returncode == 0, result.stderr
     assert "send-commands" in result.stdout or "devices" in result.stdout
@@ -145,8 +121,10 @@ def test_console_script_runs_the_same_main() -> None:
 # -- devices list and formats -----------------------------------------------------------------
 
 
-def test_devices_list_is_json_lines_when_piped(emu: Iris360Emulator) -> None:
-    result = run_cli("devices", "list", "--page-size", "50", emu=emu)
+def test_devices_list_is_json_lines_when_piped(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
+    result = cli("devices", "list", "--page-size", "50", env=env)
     assert result.returncode == 0, result.stderr
     rows = json_lines(result.stdout)
     assert [r["serial"] for r in rows] == emu.fleet.serials
@@ -154,8 +132,10 @@ def test_devices_list_is_json_lines_when_piped(emu: Iris360Emulator) -> None:
     assert result.stderr == ""  # no progress bars or noise when not on a terminal
 
 
-def test_devices_list_csv_and_limit(emu: Iris360Emulator) -> None:
-    result = run_cli("devices", "list", "--limit", "7", "--format", "csv", emu=emu)
+def test_devices_list_csv_and_limit(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
+    result = cli("devices", "list", "--limit", "7", "--format", "csv", env=env)
     assert result.returncode == 0, result.stderr
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(table) == 7
@@ -163,23 +143,25 @@ def test_devices_list_csv_and_limit(emu: Iris360Emulator) -> None:
     assert [row["serial"] for row in table] == emu.fleet.serials[:7]
 
 
-def test_devices_list_table(emu: Iris360Emulator) -> None:
-    result = run_cli("--format", "table", "devices", "list", "--limit", "3", emu=emu)
+def test_devices_list_table(cli: InProcess, env: dict[str, str], emu: Iris360Emulator) -> None:
+    result = cli("--format", "table", "devices", "list", "--limit", "3", env=env)
     assert result.returncode == 0, result.stderr
     assert "serial" in result.stdout
     assert emu.fleet.serials[2] in result.stdout
     assert "3 rows" in result.stdout
 
 
-def test_serials_only(emu: Iris360Emulator) -> None:
-    result = run_cli("devices", "list", "--serials-only", emu=emu)
+def test_serials_only(cli: InProcess, env: dict[str, str], emu: Iris360Emulator) -> None:
+    result = cli("devices", "list", "--serials-only", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == emu.fleet.serials
 
 
-def test_wrong_password_one_login_clear_message_no_secret(emu: Iris360Emulator) -> None:
+def test_wrong_password_one_login_clear_message_no_secret(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
     secret = "not-the-password-42"
-    result = run_cli("devices", "list", env=cli_env(emu, IRIS360_PASSWORD=secret))
+    result = cli("devices", "list", env={**env, "IRIS360_PASSWORD": secret})
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1
@@ -191,17 +173,20 @@ def test_wrong_password_one_login_clear_message_no_secret(emu: Iris360Emulator) 
     assert emu.stats.requests["devices.paginate"] == 0
 
 
-def test_debug_shows_a_traceback_without_secrets(emu: Iris360Emulator) -> None:
+def test_debug_shows_a_traceback_without_secrets(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
     secret = "not-the-password-43"
-    result = run_cli("--debug", "devices", "list", env=cli_env(emu, IRIS360_PASSWORD=secret))
+    result = cli("--debug", "devices", "list", env={**env, "IRIS360_PASSWORD": secret})
     assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert secret not in result.stdout + result.stderr
 
 
-def test_connection_refused_exits_2() -> None:
-    env = cli_env(None, IRIS360_BASE_URL="http://127.0.0.1:9", IRIS360_TOKEN="t0ken-value")
-    result = run_cli("devices", "list", env=env)
+def test_connection_refused_exits_2(cli: InProcess) -> None:
+    env = cli_env(None, IRIS360_BASE_URL="http://127.0.0.1:9", IRIS360_TOKEN="t0ken-value",
+                  IRIS360_MAX_RETRIES="0")  # fmt: skip
+    result = cli("devices", "list", env=env)
     assert result.returncode == 2
     assert result.stderr.startswith("iris360: error: cannot connect to the server")
     assert len(result.stderr.splitlines()) == 1
@@ -211,17 +196,17 @@ def test_connection_refused_exits_2() -> None:
 # -- entities, time series, connectors ----------------------------------------------------------
 
 
-def test_entities_list_by_type(emu: Iris360Emulator) -> None:
-    result = run_cli("entities", "list", "--type", "Device", "--limit", "5", emu=emu)
+def test_entities_list_by_type(cli: InProcess, env: dict[str, str], emu: Iris360Emulator) -> None:
+    result = cli("entities", "list", "--type", "Device", "--limit", "5", env=env)
     assert result.returncode == 0, result.stderr
     rows = json_lines(result.stdout)
     assert len(rows) == 5
     assert {r["datamodel"] for r in rows} == {"Device"}
 
 
-def test_entities_latest(emu: Iris360Emulator) -> None:
+def test_entities_latest(cli: InProcess, env: dict[str, str], emu: Iris360Emulator) -> None:
     urn = f"urn:ngsi-ld:Device:{emu.fleet.serials[0]}"
-    result = run_cli("entities", "latest", urn, "--format", "csv", emu=emu)
+    result = cli("entities", "latest", urn, "--format", "csv", env=env)
     assert result.returncode == 0, result.stderr
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     by_id = {row["id"]: row for row in table}
@@ -230,27 +215,28 @@ def test_entities_latest(emu: Iris360Emulator) -> None:
     assert "Command" in {row["type"] for row in table}
 
 
-def test_entities_latest_of_a_missing_entity_exits_1(emu: Iris360Emulator) -> None:
-    result = run_cli("entities", "latest", "urn:ngsi-ld:Device:NOPE", emu=emu)
+def test_entities_latest_of_a_missing_entity_exits_1(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
+    result = cli("entities", "latest", "urn:ngsi-ld:Device:NOPE", env=env)
     assert result.returncode == 1
     assert result.stderr.startswith("iris360: error: HTTP 404")
     assert "Entity not found" in result.stderr
 
 
-def test_entities_latest_needs_tenant_and_scope(emu: Iris360Emulator) -> None:
-    env = cli_env(emu)
+def test_entities_latest_needs_tenant_and_scope(cli: InProcess, env: dict[str, str]) -> None:
     del env["IRIS360_TENANT"]
-    result = run_cli("entities", "latest", "urn:ngsi-ld:Device:X", env=env)
+    result = cli("entities", "latest", "urn:ngsi-ld:Device:X", env=env)
     assert result.returncode == 2
     assert "tenant" in result.stderr
 
 
-def test_timeseries_get_csv(emu: Iris360Emulator) -> None:
+def test_timeseries_get_csv(cli: InProcess, env: dict[str, str], emu: Iris360Emulator) -> None:
     urn = f"urn:ngsi-ld:Device:{emu.fleet.serials[0]}"
-    result = run_cli(
+    result = cli(
         "timeseries", "get", "--device", urn, "--measure", "temperature",
         "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T01:00:00Z", "--format", "csv",
-        emu=emu,
+        env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     table = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -262,12 +248,14 @@ def test_timeseries_get_csv(emu: Iris360Emulator) -> None:
     float(table[0]["value"])
 
 
-def test_timeseries_get_limit_and_order(emu: Iris360Emulator) -> None:
+def test_timeseries_get_limit_and_order(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
     urn = f"urn:ngsi-ld:Device:{emu.fleet.serials[1]}"
-    result = run_cli(
+    result = cli(
         "timeseries", "get", "--device", urn, "--measure", "humidity",
         "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-02T00:00:00Z",
-        "--limit", "3", "--order", "desc", emu=emu,
+        "--limit", "3", "--order", "desc", env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json_lines(result.stdout)
@@ -278,41 +266,47 @@ def test_timeseries_get_limit_and_order(emu: Iris360Emulator) -> None:
     ]
 
 
-def test_timeseries_get_aggregate(emu: Iris360Emulator) -> None:
+def test_timeseries_get_aggregate(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
     urn = f"urn:ngsi-ld:Device:{emu.fleet.serials[0]}"
-    result = run_cli(
+    result = cli(
         "timeseries", "get", "--device", urn, "--measure", "temperature",
         "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-01T23:59:59Z",
-        "--aggregate", "mean:PT6H", emu=emu,
+        "--aggregate", "mean:PT6H", env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json_lines(result.stdout)
     assert [r["timestamp"][11:16] for r in rows] == ["00:00", "06:00", "12:00", "18:00"]
-    bad = run_cli("timeseries", "get", "--device", urn, "--aggregate", "mean", emu=emu)
+    bad = cli("timeseries", "get", "--device", urn, "--aggregate", "mean", env=env)
     assert bad.returncode == 2
     assert "TYPE:INTERVAL" in bad.stderr
 
 
-def test_connectors_list_and_get_masks_secrets(emu: Iris360Emulator) -> None:
-    listed = run_cli("connectors", "list", emu=emu)
+def test_connectors_list_and_get_masks_secrets(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
+    listed = cli("connectors", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     rows = json_lines(listed.stdout)
     assert len(rows) == len(emu.fleet.connectors)
     mqtt = next(r for r in rows if r["type"] == "mqtt")
 
-    shown = run_cli("connectors", "get", str(mqtt["id"]), emu=emu)
+    shown = cli("connectors", "get", str(mqtt["id"]), env=env)
     assert shown.returncode == 0, shown.stderr
     (record,) = json_lines(shown.stdout)
     assert record["id"] == mqtt["id"]
     assert record["password"] == "***"
 
-    clear = run_cli("connectors", "get", str(mqtt["id"]), "--show-secrets", emu=emu)
+    clear = cli("connectors", "get", str(mqtt["id"]), "--show-secrets", env=env)
     (record,) = json_lines(clear.stdout)
     assert record["password"] not in ("***", None)
 
 
-def test_connector_not_found_exits_1(emu: Iris360Emulator) -> None:
-    result = run_cli("connectors", "get", "9999", emu=emu)
+def test_connector_not_found_exits_1(
+    cli: InProcess, env: dict[str, str], emu: Iris360Emulator
+) -> None:
+    result = cli("connectors", "get", "9999", env=env)
     assert result.returncode == 1
     assert "HTTP 404" in result.stderr
 
@@ -320,10 +314,11 @@ def test_connector_not_found_exits_1(emu: Iris360Emulator) -> None:
 # -- emulator and demo --------------------------------------------------------------------------
 
 
-def test_emulator_command_serves_until_interrupted(tmp_path: Path) -> None:
+def test_emulator_command_serves_until_interrupted(cli: InProcess) -> None:
+    """Smoke test: a real process serving until Ctrl-C."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "iris360_async.cli", "emulator", "--port", "0", "--devices", "25"],
-        env=cli_env(None),
+        cli_command("emulator", "--port", "0", "--devices", "25"),
+        env=process_env({}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -342,7 +337,7 @@ def test_emulator_command_serves_until_interrupted(tmp_path: Path) -> None:
             "IRIS360_BASE_URL", "IRIS360_USERNAME", "IRIS360_PASSWORD", "IRIS360_TENANT",
             "IRIS360_SCOPE",
         }  # fmt: skip
-        result = run_cli("devices", "list", env={**cli_env(None), **exports})
+        result = cli("devices", "list", env=exports)
         assert result.returncode == 0, result.stderr
         assert len(json_lines(result.stdout)) == 25
         proc.send_signal(signal.SIGINT)
@@ -357,9 +352,9 @@ def test_emulator_command_serves_until_interrupted(tmp_path: Path) -> None:
 
 
 def test_demo_runs_a_small_fleet_and_exits_0() -> None:
-    result = run_cli(
-        "demo", "--devices", "400", "--latency-ms", "0", "--format", "json", env=cli_env(None)
-    )
+    """Smoke test: ``python -m iris360_async.cli demo`` as a real process."""
+    result = run_process("demo", "--devices", "400", "--latency-ms", "0", "--format", "json",
+                         env={})  # fmt: skip
     assert result.returncode == 0, result.stderr
     (summary,) = json_lines(result.stdout)
     counts = summary["counts"]
@@ -371,10 +366,10 @@ def test_demo_runs_a_small_fleet_and_exits_0() -> None:
     assert "discovered 400 devices" in result.stderr
 
 
-def test_demo_table_summary_and_forced_progress_bars() -> None:
-    result = run_cli(
+def test_demo_table_summary_and_forced_progress_bars(cli: InProcess) -> None:
+    result = cli(
         "demo", "--devices", "150", "--latency-ms", "0", "--faults", "none",
-        "--progress", "always", env=cli_env(None),
+        "--progress", "always", env={},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for word in ("sent", "rejected", "unknown", "devices/s", "retries", "refreshes", "elapsed"):
@@ -385,13 +380,11 @@ def test_demo_table_summary_and_forced_progress_bars() -> None:
     assert "150/150" in result.stderr
 
 
-def test_without_rich_help_works_and_commands_explain_the_extra(tmp_path: Path) -> None:
-    blocker = tmp_path / "rich"
-    blocker.mkdir()
-    (blocker / "__init__.py").write_text("raise ImportError('rich is not installed')\n")
-    env = cli_env(None)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
-    assert run_cli("--help", env=env).returncode == 0
-    result = run_cli("devices", "list", env=env)
+def test_without_rich_help_works_and_commands_explain_the_extra(
+    cli: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)  # `import rich` raises ImportError
+    assert cli("--help", env={}).returncode == 0
+    result = cli("devices", "list", env={})
     assert result.returncode == 2
     assert "pip install 'iris360-async[cli]'" in result.stderr

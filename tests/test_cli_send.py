@@ -1,72 +1,36 @@
-"""``iris360 devices send-commands`` as a real process against an emulator: exit codes, the
-report, ``--dry-run``, the journal, stdin, a wrong password and Ctrl-C."""
+"""``iris360 devices send-commands`` against an emulator, run in-process through ``main()``:
+exit codes, the report, ``--dry-run``, the journal, stdin, a wrong password and Ctrl-C.
+(SIGTERM, which needs a real process, is in ``test_cli_signals.py``.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from cli_support import (
+    InProcess,
+    cli_env,
+    json_lines,
+    read_jsonl,
+    settled_in_journal,
+    summary_of,
+    write_serials,
+)
 
 from iris360_async.testing import EmulatorThread, FaultProfile, Iris360Emulator, LatencyModel
-
-ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and paths")
 
 
-def cli_env(emu: Iris360Emulator | None, **extra: str) -> dict[str, str]:
-    """The environment of a CLI process: no inherited IRIS360_* settings, the emulator's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IRIS360_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    if emu is not None:
-        env.update(
-            IRIS360_BASE_URL=emu.base_url,
-            IRIS360_USERNAME=emu.username,
-            IRIS360_PASSWORD=emu.password,
-        )
-    env.update(extra)
-    return env
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "iris360_async.cli", *args]
-
-
-def run_cli(
-    *args: str,
-    emu: Iris360Emulator | None,
-    cwd: Path,
-    env: dict[str, str] | None = None,
-    stdin: str = "",
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli(*args),
-        env=env if env is not None else cli_env(emu),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def summary_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stdout
-    record: dict[str, Any] = json.loads(lines[0])
-    return record
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
+    return InProcess(monkeypatch, capsys)
 
 
 @pytest.fixture
@@ -83,11 +47,6 @@ def ota_emu() -> Iterator[Iris360Emulator]:
         yield emulator
 
 
-def write_serials(path: Path, serials: list[str]) -> Path:
-    path.write_text("".join(f"{s}\n" for s in serials), encoding="utf-8")
-    return path
-
-
 def rejecting(emu: Iris360Emulator) -> set[str]:
     """Serials of the emulator's devices whose type does not accept ``w_ota``."""
     return {
@@ -98,13 +57,13 @@ def rejecting(emu: Iris360Emulator) -> set[str]:
 
 
 def test_all_sent_exits_0_and_reports_every_serial(
-    ota_emu: Iris360Emulator, tmp_path: Path
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
 ) -> None:
     serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials)
-    result = run_cli(
+    result = cli(
         "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
         "--chunk-size", "7", "--concurrency", "3", "--report", "report.jsonl",
-        emu=ota_emu, cwd=tmp_path,
+        env=cli_env(ota_emu), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = summary_of(result)
@@ -117,18 +76,20 @@ def test_all_sent_exits_0_and_reports_every_serial(
     assert ota_emu.stats.commanded_serials("w_ota") == set(ota_emu.fleet.serials)
     assert ota_emu.stats.max_applications("w_ota") == 1
     assert ota_emu.stats.logins == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_some_rejected_exits_1(emu: Iris360Emulator, tmp_path: Path) -> None:
+def test_some_rejected_exits_1(cli: InProcess, emu: Iris360Emulator, tmp_path: Path) -> None:
     expected = rejecting(emu)
     assert expected, "the seeded fleet should contain legacy devices"
     serials = write_serials(tmp_path / "serials.txt", emu.fleet.serials)
-    result = run_cli(
+    result = cli(
         "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
-        "--report", "report.jsonl", emu=emu, cwd=tmp_path,
+        "--report", "report.jsonl", env=cli_env(emu), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
-    counts = summary_of(result)["counts"]
+    summary = summary_of(result)
+    counts = summary["counts"]
     assert counts["rejected"] == len(expected)
     assert counts["sent"] == 120 - len(expected)
     report = read_jsonl(tmp_path / "report.jsonl")
@@ -136,39 +97,72 @@ def test_some_rejected_exits_1(emu: Iris360Emulator, tmp_path: Path) -> None:
     assert rejected == expected
     assert all("You cannot send any of" in r["detail"] for r in report if r["serial"] in rejected)
     assert not emu.stats.commanded_serials("w_ota") & expected
+    # the problems are grouped by cause: one group for every rejected device
+    (group,) = summary["problems"]
+    assert (group["status"], group["devices"], group["earlier"]) == ("rejected", len(expected),
+                                                                     False)  # fmt: skip
+    assert "You cannot send any of" in group["cause"]
+    assert set(group["examples"]) <= expected
+    assert len(group["examples"]) == min(3, len(expected))
 
 
-def test_set_values_are_sent_as_json(ota_emu: Iris360Emulator, tmp_path: Path) -> None:
+def test_set_values_are_sent_as_json(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
     serial = next(
         s for i, s in enumerate(ota_emu.fleet.serials)
         if {"w_sampling", "w_ota"} <= ota_emu.fleet.device_type(i).commands
     )  # fmt: skip
-    result = run_cli(
+    result = cli(
         "devices", "send-commands", "--serials-file", "-", "--set", "w_sampling=300",
-        "--set", "w_ota=true", emu=ota_emu, cwd=tmp_path, stdin=f"{serial}\n",
+        "--set", "w_ota=true", env=cli_env(ota_emu), cwd=tmp_path, stdin=f"{serial}\n",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    latest = run_cli(
-        "entities", "latest", f"urn:ngsi-ld:Device:{serial}", emu=ota_emu, cwd=tmp_path,
-        env=cli_env(ota_emu, IRIS360_TENANT=ota_emu.tenant, IRIS360_SCOPE=ota_emu.scope),
+    latest = cli(
+        "entities", "latest", f"urn:ngsi-ld:Device:{serial}", cwd=tmp_path,
+        env=cli_env(ota_emu, tenant=True),
     )  # fmt: skip
     assert latest.returncode == 0, latest.stderr
     commands = {
-        row["id"]: row for row in map(json.loads, latest.stdout.splitlines())
-        if row["type"] == "Command"
+        row["id"]: row for row in json_lines(latest.stdout) if row["type"] == "Command"
     }  # fmt: skip
     assert commands["w_sampling"]["pending_value"] == 300
     assert commands["w_ota"]["pending_value"] is True
     assert commands["w_sampling"]["value"] == {"current": None, "pending": 300}
 
 
-def test_dry_run_sends_nothing_and_needs_no_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity", "1e999", "[1, NaN]"])
+def test_values_json_cannot_carry_exit_2_before_anything_is_sent(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path, value: str
+) -> None:
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:5])
+    result = cli(
+        "devices", "send-commands", "--serials-file", str(serials), "--set", f"w_cfg={value}",
+        "--journal", "job.jsonl", env=cli_env(ota_emu), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("iris360: error: --set w_cfg:")
+    assert "JSON cannot carry" in result.stderr or "too large" in result.stderr
+    assert ota_emu.stats.logins == 0
+    assert sum(ota_emu.stats.requests.values()) == 0
+    assert not (tmp_path / "job.jsonl").exists()
+
+
+def test_a_quoted_nan_is_a_string(cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path) -> None:
+    result = cli(
+        "devices", "send-commands", "--serials-file", "-", "--set", 'w_mode="nan"', "--dry-run",
+        env={}, cwd=tmp_path, stdin="SN1\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert summary_of(result)["commands"] == {"w_mode": "nan"}
+
+
+def test_dry_run_sends_nothing_and_needs_no_server(cli: InProcess, tmp_path: Path) -> None:
     serials = write_serials(tmp_path / "serials.txt", ["SN1", "SN2", "SN1", "SN3", "SN4"])
     with EmulatorThread(devices=10) as emu:
-        env = cli_env(None)  # no server configured at all
-        result = run_cli(
+        result = cli(
             "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
-            "--chunk-size", "2", "--dry-run", emu=None, env=env, cwd=tmp_path,
+            "--chunk-size", "2", "--dry-run", env={}, cwd=tmp_path,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         plan = summary_of(result)
@@ -180,9 +174,9 @@ def test_dry_run_sends_nothing_and_needs_no_server(tmp_path: Path) -> None:
         assert plan["estimated_seconds"] > 0
 
         # Even with a server configured, a dry run does not contact it.
-        result = run_cli(
+        result = cli(
             "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
-            "--dry-run", "--format", "table", emu=emu, cwd=tmp_path,
+            "--dry-run", "--format", "table", env=cli_env(emu), cwd=tmp_path,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert "nothing is sent" in result.stdout
@@ -190,46 +184,240 @@ def test_dry_run_sends_nothing_and_needs_no_server(tmp_path: Path) -> None:
         assert emu.stats.logins == 0
 
 
-def test_journal_resume_skips_everything(emu: Iris360Emulator, tmp_path: Path) -> None:
+def test_a_byte_order_mark_is_not_part_of_the_first_serial(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    first, second = ota_emu.fleet.serials[:2]
+    path = tmp_path / "serials.txt"
+    path.write_text(f"{first}\n{second}\n", encoding="utf-8-sig")  # as Windows Notepad saves
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    result = cli(
+        "devices", "send-commands", "--serials-file", str(path), "--set", "w_ota=true",
+        "--report", "report.jsonl", env=cli_env(ota_emu), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [r["serial"] for r in read_jsonl(tmp_path / "report.jsonl")] == [first, second]
+    assert ota_emu.stats.commanded_serials("w_ota") == {first, second}
+
+    from_stdin = cli(
+        "devices", "send-commands", "--serials-file", "-", "--set", "w_ota=true", "--dry-run",
+        env={}, cwd=tmp_path, stdin=f"\ufeff{first}\n{first}\n",
+    )  # fmt: skip
+    assert summary_of(from_stdin)["duplicates"] == 1  # the same serial twice, BOM or not
+
+
+def test_journal_resume_skips_everything(
+    cli: InProcess, emu: Iris360Emulator, tmp_path: Path
+) -> None:
     serials = write_serials(tmp_path / "serials.txt", emu.fleet.serials)
     args = ("devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
             "--journal", "job.jsonl", "--chunk-size", "25")  # fmt: skip
-    first = run_cli(*args, emu=emu, cwd=tmp_path)
+    first = cli(*args, env=cli_env(emu), cwd=tmp_path)
     assert first.returncode == 1  # the legacy devices are rejected
     bulk_requests = emu.stats.requests["devices.bulk"]
     assert bulk_requests == 5
 
-    plan = run_cli(*args, "--dry-run", emu=None, env=cli_env(None), cwd=tmp_path)
+    plan = cli(*args, "--dry-run", env={}, cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr
     assert summary_of(plan)["already_settled"] == 120
     assert summary_of(plan)["requests"] == 0
 
-    second = run_cli(*args, emu=emu, cwd=tmp_path)
-    assert second.returncode == 0, second.stderr  # everything skipped: nothing failed
+    second = cli(*args, env=cli_env(emu), cwd=tmp_path)
     counts = summary_of(second)["counts"]
     assert counts == {"sent": 0, "rejected": 0, "failed": 0, "unknown": 0, "skipped": 120}
     assert emu.stats.requests["devices.bulk"] == bulk_requests
     assert emu.stats.max_applications("w_ota") == 1
+    # The legacy devices still lack the command: the whole job is not a success.
+    assert second.returncode == 1, second.stderr
+    assert summary_of(second)["earlier"]["rejected"] == len(rejecting(emu))
 
 
-def test_journal_of_other_commands_is_refused(ota_emu: Iris360Emulator, tmp_path: Path) -> None:
+def test_resumed_job_exits_1_and_lists_the_earlier_problems(
+    cli: InProcess, emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    """Run 1 leaves rejected (legacy type) and unknown (a 503 from the gateway) devices; run 2
+    with the same journal sends nothing, yet exits 1 and lists those earlier problems."""
+    emu.set_faults(FaultProfile(error_rate=1.0, error_status=503, max_faults=1),
+                   endpoint="devices.bulk")  # fmt: skip
+    serials = write_serials(tmp_path / "serials.txt", emu.fleet.serials)
+    args = ("devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
+            "--journal", "job.jsonl", "--chunk-size", "20", "--concurrency", "1")  # fmt: skip
+    first = cli(*args, env=cli_env(emu), cwd=tmp_path)
+    assert first.returncode == 1
+    run1 = summary_of(first)["counts"]
+    assert run1["unknown"] == 20
+    assert run1["rejected"] > 0
+    applied = emu.stats.total_applications()
+
+    second = cli(*args, "--format", "table", env=cli_env(emu), cwd=tmp_path)
+    assert second.returncode == 1, second.stderr
+    assert emu.stats.total_applications() == applied  # nothing sent again
+    assert "earlier runs" in second.stdout
+    assert "unknown (earlier run)" in second.stdout
+    assert "rejected (earlier run)" in second.stdout
+    assert "503" in second.stdout  # the cause of the unknown ones, condensed
+    assert "<html" not in second.stdout
+    assert "ended rejected, failed or unknown in an earlier run" in second.stderr
+
+    third = cli(*args, env=cli_env(emu), cwd=tmp_path)
+    summary = summary_of(third)
+    assert third.returncode == 1
+    assert summary["earlier"] == {"sent": run1["sent"], "rejected": run1["rejected"],
+                                  "failed": 0, "unknown": 20}  # fmt: skip
+    assert summary["job_counts"] == {**run1, "skipped": 0}
+    earlier = {(g["status"], g["devices"]) for g in summary["problems"] if g["earlier"]}
+    assert earlier == {("rejected", run1["rejected"]), ("unknown", 20)}
+
+
+def test_journal_of_other_commands_is_refused(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
     serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:3])
     base = ("devices", "send-commands", "--serials-file", str(serials), "--journal", "j.jsonl")
-    assert run_cli(*base, "--set", "w_ota=true", emu=ota_emu, cwd=tmp_path).returncode == 0
-    other = run_cli(*base, "--set", "w_reboot=true", emu=ota_emu, cwd=tmp_path)
+    env = cli_env(ota_emu)
+    assert cli(*base, "--set", "w_ota=true", env=env, cwd=tmp_path).returncode == 0
+    journal = (tmp_path / "j.jsonl").read_bytes()
+    other = cli(*base, "--set", "w_reboot=true", "--report", "r.jsonl", env=env, cwd=tmp_path)
     assert other.returncode == 2
     assert "different commands" in other.stderr
+    assert "--journal-force" in other.stderr  # the option that overrides it, as a flag
+    assert "force=True" not in other.stderr
+    assert (tmp_path / "j.jsonl").read_bytes() == journal
+    assert not (tmp_path / "r.jsonl").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    plan = cli(*base, "--set", "w_reboot=true", "--dry-run", env={}, cwd=tmp_path)
+    assert plan.returncode == 2
+    assert "--journal-force" in plan.stderr
+
+    # --journal-force resumes it: the serials it settled are skipped.
+    forced = cli(*base, "--set", "w_reboot=true", "--journal-force", env=env, cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert summary_of(forced)["counts"]["skipped"] == 3
+    assert ota_emu.stats.total_applications() == 3
+    plan = cli(*base, "--set", "w_reboot=true", "--dry-run", "--journal-force", env={},
+               cwd=tmp_path)  # fmt: skip
+    assert summary_of(plan)["already_settled"] == 3
+
+
+def test_journal_force_needs_a_journal(cli: InProcess, tmp_path: Path) -> None:
+    result = cli(
+        "devices", "send-commands", "--serials-file", "-", "--set", "w_ota=true",
+        "--journal-force", "--dry-run", env={}, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--journal-force needs --journal" in result.stderr
+
+
+# -- output paths never destroy inputs ----------------------------------------------------------
+
+
+def _send_args(serials: Path, *extra: str) -> tuple[str, ...]:
+    return ("devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
+            *extra)  # fmt: skip
+
+
+def test_report_on_the_serials_file_is_refused_and_the_input_kept(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:50])
+    before = serials.read_bytes()
+    for report in (str(serials), "serials.txt", "./sub/../serials.txt"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        result = cli(*_send_args(serials, "--report", report), env=cli_env(ota_emu),
+                     cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 2, report
+        assert "same file as --serials-file" in result.stderr
+        assert serials.read_bytes() == before
+    assert ota_emu.stats.logins == 0
+    assert sum(ota_emu.stats.requests.values()) == 0
+
+
+def test_report_on_the_journal_is_refused_on_resume(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:10])
+    first = cli(*_send_args(serials, "--journal", "job.jsonl"), env=cli_env(ota_emu),
+                cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    journal = (tmp_path / "job.jsonl").read_bytes()
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "job.jsonl")
+    os.link(tmp_path / "job.jsonl", tmp_path / "hard.jsonl")
+    for report in ("job.jsonl", "link.jsonl", "hard.jsonl"):
+        result = cli(*_send_args(serials, "--journal", "job.jsonl", "--report", report),
+                     env=cli_env(ota_emu), cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 2, report
+        assert "same file as --journal" in result.stderr
+        assert (tmp_path / "job.jsonl").read_bytes() == journal
+    # the reverse: a journal that is the serials file
+    result = cli(*_send_args(serials, "--journal", "serials.txt"), env=cli_env(ota_emu),
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert "--journal serials.txt is the same file as --serials-file" in result.stderr
+    assert ota_emu.stats.max_applications("w_ota") == 1
+
+
+def test_report_on_a_new_journal_is_refused(cli: InProcess, tmp_path: Path) -> None:
+    result = cli(
+        "devices", "send-commands", "--serials-file", "-", "--set", "w_ota=true",
+        "--journal", "new.jsonl", "--report", "./new.jsonl", "--dry-run", env={}, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "same file as --journal" in result.stderr
+    assert not (tmp_path / "new.jsonl").exists()
+
+
+def test_report_on_the_file_stdin_reads_is_refused(cli: InProcess, tmp_path: Path) -> None:
+    serials = write_serials(tmp_path / "serials.txt", ["SN1", "SN2"])
+    before = serials.read_bytes()
+    with serials.open(encoding="utf-8") as redirected:  # `... --serials-file - < serials.txt`
+        result = cli(
+            "devices", "send-commands", "--serials-file", "-", "--set", "w_ota=true",
+            "--report", str(serials), "--dry-run", env={}, cwd=tmp_path, stdin=redirected,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "standard input reads serials from" in result.stderr
+    assert serials.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["--report", "--journal"])
+def test_dash_is_not_an_output_file(cli: InProcess, tmp_path: Path, option: str) -> None:
+    result = cli(
+        "devices", "send-commands", "--serials-file", "-", "--set", "w_ota=true", option, "-",
+        "--dry-run", env={}, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"{option} needs a file name" in result.stderr
+
+
+def test_report_replaces_an_old_one_whole(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:4])
+    report = tmp_path / "report.jsonl"
+    report.write_text("old content\n" * 100, encoding="utf-8")
+    report.chmod(0o640)
+    result = cli(*_send_args(serials, "--report", "report.jsonl"), env=cli_env(ota_emu),
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(report)) == 4
+    assert report.stat().st_mode & 0o777 == 0o640
+    missing_dir = cli(*_send_args(serials, "--report", "nope/report.jsonl"),
+                      env=cli_env(ota_emu), cwd=tmp_path)  # fmt: skip
+    assert missing_dir.returncode == 2
+    assert "cannot write report nope/report.jsonl" in missing_dir.stderr
+
+
+# -- failures -------------------------------------------------------------------------------
 
 
 def test_wrong_password_one_login_attempt_and_no_secret(
-    emu: Iris360Emulator, tmp_path: Path
+    cli: InProcess, emu: Iris360Emulator, tmp_path: Path
 ) -> None:
     secret = "definitely-wrong-password"
     serials = write_serials(tmp_path / "serials.txt", emu.fleet.serials)
-    result = run_cli(
+    result = cli(
         "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
-        "--journal", "job.jsonl", emu=emu, env=cli_env(emu, IRIS360_PASSWORD=secret),
-        cwd=tmp_path,
+        "--journal", "job.jsonl", env=cli_env(emu, IRIS360_PASSWORD=secret), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stdout == ""
@@ -245,9 +433,9 @@ def test_wrong_password_one_login_attempt_and_no_secret(
 
     # After fixing the password, the same command sends what the failed run did not send:
     # a failure that provably never reached a device is not settled in the journal.
-    fixed = run_cli(
+    fixed = cli(
         "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
-        "--journal", "job.jsonl", emu=emu, cwd=tmp_path,
+        "--journal", "job.jsonl", env=cli_env(emu), cwd=tmp_path,
     )  # fmt: skip
     assert fixed.returncode == 1  # the legacy devices are rejected
     counts = summary_of(fixed)["counts"]
@@ -255,54 +443,99 @@ def test_wrong_password_one_login_attempt_and_no_secret(
     assert counts["sent"] + counts["rejected"] == 120
 
 
-def test_server_errors_end_unknown_and_exit_1(ota_emu: Iris360Emulator, tmp_path: Path) -> None:
+def test_server_errors_end_unknown_and_exit_1(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
     ota_emu.set_faults(FaultProfile(error_rate=1.0, error_status=500), endpoint="devices.bulk")
     serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:10])
-    result = run_cli(
+    result = cli(
         "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
-        "--format", "table", emu=ota_emu, cwd=tmp_path,
+        "--format", "table", env=cli_env(ota_emu), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 1
     assert "unknown" in result.stdout
-    assert "first problems" in result.stdout
+    assert "problems by cause" in result.stdout
 
 
-def test_ctrl_c_stops_flushes_the_journal_and_resumes(tmp_path: Path) -> None:
-    with EmulatorThread(
-        devices=200, seed=5, no_ota_fraction=0.0, latency=LatencyModel(base=0.1)
-    ) as emu:
-        serials = write_serials(tmp_path / "serials.txt", emu.fleet.serials)
-        args = ("devices", "send-commands", "--serials-file", str(serials), "--set",
-                "w_ota=true", "--chunk-size", "5", "--concurrency", "1", "--journal",
-                "job.jsonl")  # fmt: skip
-        proc = subprocess.Popen(
-            cli(*args, "--report", "report.jsonl"),
-            env=cli_env(emu),
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+def test_a_gateway_page_is_one_grouped_line(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    ota_emu.set_faults(FaultProfile(error_rate=1.0, error_status=503), endpoint="devices.bulk")
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:30])
+    args = ("devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
+            "--chunk-size", "10")  # fmt: skip
+    table = cli(*args, "--format", "table", env=cli_env(ota_emu), cwd=tmp_path)
+    assert table.returncode == 1
+    for raw in ("<html", "<title>", "<center>", "openresty", "\r"):
+        assert raw not in table.stdout
+    problems = table.stdout[table.stdout.index("problems by cause") :]
+    assert problems.count("unknown") == 1  # one row for the 30 devices, not 30 rows
+    assert " 30 " in problems
+    assert "503" in problems
+
+    (group,) = summary_of(cli(*args, env=cli_env(ota_emu), cwd=tmp_path))["problems"]
+    assert (group["status"], group["devices"]) == ("unknown", 30)
+    assert "<" not in group["cause"]
+    assert "\n" not in group["cause"]
+    assert len(group["examples"]) == 3
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+
+def _signal_when_journaled(journal: Path, lines: int, signum: int) -> threading.Thread:
+    """A thread that sends ``signum`` to this process once ``journal`` holds ``lines`` settled
+    serials (polling a file another thread writes: no fake clock applies)."""
+
+    def wait_and_signal() -> None:
         deadline = time.monotonic() + 60
-        report = tmp_path / "report.jsonl"
-        while time.monotonic() < deadline:
-            if report.exists() and len(report.read_text().splitlines()) >= 10:
-                break
-            time.sleep(0.05)  # polling a real child process: no fake clock applies
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 130, stderr
-        summary = json.loads(stdout)
-        assert summary["interrupted"] is True
-        assert 10 <= summary["settled"] < 200
-        assert "interrupted after" in stderr
-        assert "--journal job.jsonl" in stderr
+        while time.monotonic() < deadline and settled_in_journal(journal) < lines:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signum)
 
-        journaled = [r for r in read_jsonl(tmp_path / "job.jsonl") if "serial" in r]
-        assert len(journaled) >= summary["counts"]["sent"]
+    thread = threading.Thread(target=wait_and_signal, daemon=True)
+    thread.start()
+    return thread
 
-        resumed = run_cli(*args, emu=emu, cwd=tmp_path)
-        counts = summary_of(resumed)["counts"]
-        assert counts["skipped"] >= summary["counts"]["sent"]
-        assert counts["sent"] + counts["skipped"] + counts["unknown"] == 200
-        assert emu.stats.max_applications("w_ota") == 1  # nothing was sent twice
+
+def test_ctrl_c_stops_flushes_the_journal_and_resumes(cli: InProcess, tmp_path: Path) -> None:
+    late_signals: list[int] = []
+
+    def late(signum: int, _frame: object) -> None:  # a signal after the job: no crash here
+        late_signals.append(signum)
+
+    previous = signal.signal(signal.SIGINT, late)
+    try:
+        with EmulatorThread(
+            devices=100, seed=5, no_ota_fraction=0.0, latency=LatencyModel(base=0.1)
+        ) as emu:
+            serials = write_serials(tmp_path / "serials.txt", emu.fleet.serials)
+            args = ("devices", "send-commands", "--serials-file", str(serials), "--set",
+                    "w_ota=true", "--chunk-size", "5", "--concurrency", "1", "--journal",
+                    "job.jsonl")  # fmt: skip
+            sender = _signal_when_journaled(tmp_path / "job.jsonl", 10, signal.SIGINT)
+            result = cli(*args, "--report", "report.jsonl", env=cli_env(emu), cwd=tmp_path)
+            sender.join()
+            assert result.returncode == 130, result.stderr
+            summary = summary_of(result)
+            assert summary["interrupted"] is True
+            assert 10 <= summary["settled"] < 100
+            assert "interrupted after" in result.stderr
+            assert "--journal job.jsonl" in result.stderr
+            journaled = [r for r in read_jsonl(tmp_path / "job.jsonl") if "serial" in r]
+            assert len(journaled) >= summary["counts"]["sent"]
+            # the partial report landed in place, whole: what was streamed before the signal
+            report = read_jsonl(tmp_path / "report.jsonl")
+            assert len(report) >= 10
+            assert {r["serial"] for r in report} <= {r["serial"] for r in journaled}
+            assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+            resumed = cli(*args, env=cli_env(emu), cwd=tmp_path)
+            counts = summary_of(resumed)["counts"]
+            assert counts["skipped"] >= summary["counts"]["sent"]
+            assert counts["sent"] + counts["skipped"] + counts["unknown"] == 100
+            assert emu.stats.max_applications("w_ota") == 1  # nothing was sent twice
+        assert signal.getsignal(signal.SIGINT) is late  # the command restored what it found
+        assert late_signals == []
+    finally:
+        signal.signal(signal.SIGINT, previous)

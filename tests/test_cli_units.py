@@ -49,6 +49,31 @@ def test_set_values_are_json_with_string_fallback(text: str, expected: object) -
     assert parse_value(text) == expected
 
 
+NON_FINITE = ["nan", "NaN", "-nan", "inf", "+Inf", "-Infinity", "infinity", "1e999", "-1e400",
+              "[1, NaN]", '{"a": {"b": Infinity}}']  # fmt: skip
+
+
+@pytest.mark.parametrize("text", NON_FINITE)
+def test_numbers_json_cannot_carry_are_refused(text: str) -> None:
+    with pytest.raises(CliError) as info:
+        parse_value(text)
+    assert info.value.exit_code == 2
+    assert "JSON cannot carry" in info.value.message or "too large" in info.value.message
+
+
+def test_a_quoted_non_number_is_a_string() -> None:
+    assert parse_value('"nan"') == "nan"
+    assert parse_value('"inf"') == "inf"
+    assert parse_value("nano") == "nano"
+    assert parse_value("1e308") == 1e308
+
+
+def test_bad_values_name_the_command() -> None:
+    with pytest.raises(CliError, match=r"^--set w_cfg: '\[1, NaN\]' holds NaN") as info:
+        parse_assignments(["w_ota=true", "w_cfg=[1, NaN]"])
+    assert info.value.exit_code == 2
+
+
 def test_assignments_keep_order_and_split_at_first_equals() -> None:
     assert parse_assignments(["w_ota=true", "period=300", "expr=a=b"]) == {
         "w_ota": True,
@@ -88,6 +113,17 @@ def test_serials_file_skips_blanks_and_comments_and_counts(tmp_path: Path) -> No
 def test_serials_from_stdin() -> None:
     source = open_serials("-", io.StringIO("A\nB\n"))
     assert (source.name, source.total, list(source)) == ("<stdin>", 2, ["A", "B"])
+
+
+def test_a_byte_order_mark_is_stripped_from_the_first_serial_only(tmp_path: Path) -> None:
+    path = tmp_path / "serials.txt"
+    path.write_bytes(b"\xef\xbb\xbfSN1\r\nSN2\r\n")
+    assert list(open_serials(str(path), io.StringIO())) == ["SN1", "SN2"]
+    assert open_serials(str(path), io.StringIO()).total == 2
+    stdin = open_serials("-", io.StringIO("\ufeffSN1\nSN2\n"))
+    assert list(stdin) == ["SN1", "SN2"]
+    commented = open_serials("-", io.StringIO("\ufeff# fleet\nSN1\n"))
+    assert list(commented) == ["SN1"]
 
 
 def test_missing_serials_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -243,6 +279,14 @@ def test_send_commands_options() -> None:
     )
     assert args.dry_run is True
     assert args.resend == ["failed"]
+    assert args.journal_force is False
+
+
+def test_concurrency_ceiling_shows_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["devices", "send-commands", "--help"])
+    assert "1 to 1024" in " ".join(capsys.readouterr().out.split())
+    assert build_parser().parse_args(["demo", "--concurrency", "1024"]).concurrency == 1024
 
 
 @pytest.mark.parametrize(
@@ -253,6 +297,9 @@ def test_send_commands_options() -> None:
         ["devices", "list", "--format", "xml"],
         ["demo", "--devices", "-3"],
         ["nope"],
+        ["devices", "send-commands", "--serials-file", "x", "--set", "a=1", "--concurrency",
+         "1025"],
+        ["demo", "--concurrency", "100000"],
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,8 +8,9 @@ code instead of exiting, so it can be called from Python and from tests::
                  "--set", "w_ota=true", "--dry-run"])
 
 Exit codes: ``0`` everything succeeded, ``1`` some devices ended ``rejected``/``failed``/
-``unknown`` (or the server refused a request), ``2`` usage, connection or authentication
-errors, ``130`` interrupted with Ctrl-C.
+``unknown`` (for a resumed job also in an earlier run recorded in the journal), or the server
+refused a request, ``2`` usage, connection or authentication errors, ``130`` interrupted with
+Ctrl-C, ``143`` stopped with SIGTERM.
 """
 
 from __future__ import annotations

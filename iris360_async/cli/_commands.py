@@ -18,7 +18,7 @@ from ._settings import ConnectionSettings, resolve_connection
 if TYPE_CHECKING:
     from .._client import Iris360Client
 
-__all__ = ["Context", "dispatch"]
+__all__ = ["Context", "dispatch", "prepare"]
 
 
 @dataclass
@@ -105,6 +105,18 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def prepare(ctx: Context) -> None:
+    """Checks of the arguments that need no server, run before any password prompt.
+
+    Raises:
+        CliError: bad arguments (exit 2).
+    """
+    if ctx.args.command == "devices.send-commands":
+        from ._send import check_arguments
+
+        check_arguments(ctx)
 
 
 async def dispatch(ctx: Context, interrupt: Interrupt) -> int:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import EXIT_INTERRUPTED, EXIT_OK
+from ._errors import EXIT_OK
 from ._job import JobResult, run_job
 from ._output import Output
 from ._progress import OUTCOME_ORDER, JobProgress, progress_enabled
@@ -183,8 +183,10 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
                 discover_started = time.perf_counter()
                 found = await _discover(client, progress, interrupt)
                 if found is None:
-                    ctx.stderr.write("iris360: interrupted while discovering the fleet\n")
-                    return EXIT_INTERRUPTED
+                    ctx.stderr.write(
+                        f"iris360: {interrupt.verb} while discovering the fleet\n"
+                    )
+                    return interrupt.exit_code
                 serials, pages = found
                 discovery = time.perf_counter() - discover_started
                 progress.log(
@@ -219,9 +221,9 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
     _write_summary(out, summary)
     if result.interrupted:
         ctx.stderr.write(
-            f"iris360: interrupted after {result.settled:,} of {result.total:,} devices\n"
+            f"iris360: {interrupt.verb} after {result.settled:,} of {result.total:,} devices\n"
         )
-        return EXIT_INTERRUPTED
+        return interrupt.exit_code
     return EXIT_OK
 
 

@@ -1,33 +1,38 @@
 """A bulk command job as the command line runs it: stream outcomes from the bulk engine, draw
-progress, write the report, stop cleanly on Ctrl-C, and summarise."""
+progress, write the report, stop cleanly on Ctrl-C or SIGTERM, and summarise the whole job
+(serials an earlier run settled in the journal counted at the status they ended with then)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import aclosing
+from contextlib import aclosing, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ._errors import CliError
 from ._output import Output
+from ._paths import AtomicTextFile
+from ._problems import IN_FLIGHT_CAUSE, Problems, journal_cause
 from ._progress import OUTCOME_ORDER, JobProgress
 from ._runtime import Interrupt
 
-__all__ = ["PROBLEM_STATUSES", "JobResult", "run_job", "write_job_summary"]
+__all__ = ["PROBLEM_STATUSES", "JobResult", "cli_wording", "run_job", "write_job_summary"]
 
 PROBLEM_STATUSES = ("rejected", "failed", "unknown")
+EARLIER_ORDER = ("sent", *PROBLEM_STATUSES)
+"""Statuses a serial settled in the journal by an earlier run can have."""
 
 OUTCOME_MEANINGS = {
     "sent": "the device accepted the command",
     "rejected": "the device does not accept a command; nothing was sent to it",
     "failed": "the platform could not deliver the command",
     "unknown": "ambiguous: the device may or may not have the command",
-    "skipped": "not sent on purpose: duplicate, already in the journal, or job stopped",
+    "skipped": "not sent now: duplicate, settled by an earlier run (journal), or job stopped",
 }
 
 
@@ -39,12 +44,15 @@ class JobResult:
     counts: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
     interrupted: bool = False
-    problems: list[dict[str, Any]] = field(default_factory=list)
+    problems: Problems = field(default_factory=Problems)
+    """Devices that ended rejected/failed/unknown, now or in an earlier run, by cause."""
     stopped_reason: str | None = None
     requests: int = 0
     unstreamed: Counter[str] = field(default_factory=Counter)
     """Outcomes settled when the job was cancelled (in-flight requests end ``unknown``): in
     the counts and the journal, not in the report file."""
+    earlier: Counter[str] = field(default_factory=Counter)
+    """Serials skipped because the journal settled them, by the status they ended with then."""
 
     @property
     def settled(self) -> int:
@@ -57,20 +65,35 @@ class JobResult:
         return worked / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
+    def job_counts(self) -> Counter[str]:
+        """The whole job: this run's counts, with serials the journal settled in an earlier
+        run counted at the status they ended with then instead of ``skipped``."""
+        counts = Counter(self.counts)
+        counts["skipped"] -= sum(self.earlier.values())
+        counts.update(self.earlier)
+        return counts
+
+    @property
     def has_problems(self) -> bool:
-        """Whether a serial ended rejected/failed/unknown, or the job stopped early."""
+        """Whether a device remains without the command: a serial ended rejected/failed/unknown
+        in this run or an earlier one (journal), or the job stopped early."""
         stopped = self.stopped_reason is not None and not self.interrupted
-        return stopped or any(self.counts.get(s, 0) for s in PROBLEM_STATUSES)
+        counts = self.job_counts
+        return stopped or any(counts.get(s, 0) for s in PROBLEM_STATUSES)
 
     @property
     def authentication_failed(self) -> bool:
         return (self.stopped_reason or "").startswith("authentication")
 
     def as_record(self) -> dict[str, Any]:
+        job_counts = self.job_counts
         return {
             "total": self.total,
             "settled": self.settled,
             "counts": {name: self.counts.get(name, 0) for name in OUTCOME_ORDER},
+            "earlier": {name: self.earlier.get(name, 0) for name in EARLIER_ORDER},
+            "job_counts": {name: job_counts.get(name, 0) for name in OUTCOME_ORDER},
+            "problems": [group.as_record() for group in self.problems],
             "elapsed_seconds": round(self.elapsed, 3),
             "devices_per_second": round(self.throughput, 1),
             "requests": self.requests,
@@ -85,7 +108,8 @@ def _status_name(status: Any) -> str:
 
 
 def outcome_record(outcome: Any) -> dict[str, Any]:
-    """One line of ``--report``: serial, status, detail and the raw item when there is one."""
+    """One line of ``--report``: serial, status, detail, the raw item when there is one, and
+    for a serial the journal settled in an earlier run the status it ended with then."""
     import msgspec
 
     record: dict[str, Any] = {
@@ -96,14 +120,36 @@ def outcome_record(outcome: Any) -> dict[str, Any]:
     raw = getattr(outcome, "raw", None)
     if raw is not None:
         record["raw"] = msgspec.to_builtins(raw, str_keys=True, enc_hook=str)
+    earlier = getattr(outcome, "earlier", None)
+    if earlier is not None:
+        record["earlier"] = _status_name(earlier)
     return record
 
 
-def _open_report(path: str) -> IO[str]:
-    try:
-        return Path(path).open("w", encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write report {path}: {exc.strerror or exc}") from None
+def _count(result: JobResult, outcome: Any) -> str:
+    """Count ``outcome`` in ``result`` (counts, earlier runs, problems); returns its status."""
+    status = _status_name(outcome.status)
+    result.counts[status] += 1
+    if status in PROBLEM_STATUSES:
+        result.problems.add(status, outcome.detail, outcome.serial)
+        return status
+    earlier = getattr(outcome, "earlier", None)
+    if earlier is not None:
+        before = _status_name(earlier)
+        result.earlier[before] += 1
+        if before in PROBLEM_STATUSES:
+            cause = journal_cause(outcome.detail)
+            result.problems.add(before, cause, outcome.serial, earlier=True)
+    return status
+
+
+_FORCE_HINT = re.compile(r"(?:journal_)?force=True(?: \(--journal-force on the command line\))?")
+
+
+def cli_wording(message: str) -> str:
+    """An engine message as the command line says it: ``--journal-force``, not the keyword
+    ``journal_force=True``."""
+    return _FORCE_HINT.sub("--journal-force", message)
 
 
 async def run_job(
@@ -118,16 +164,23 @@ async def run_job(
     report: str | None,
     progress: JobProgress,
     resend: list[str] | None = None,
+    journal_force: bool = False,
     interrupt: Interrupt,
+    secrets: Iterable[str | None] = (),
     description: str = "commands",
 ) -> JobResult:
     """Send ``commands`` to ``serials`` through ``client.devices.stream_commands``.
 
-    Ctrl-C (``interrupt``) stops the job: the engine cancels what is in flight and flushes
-    the journal, and the result holds what was settled until then.
+    Ctrl-C or SIGTERM (``interrupt``) stops the job: the engine cancels what is in flight and
+    flushes the journal, and the result holds what was settled until then. The report is
+    written to a temporary file and renamed into place when the job ends (also when it was
+    interrupted); a job refused before any outcome leaves an existing report untouched.
+
+    Raises:
+        CliError: the engine refused the job (a journal of another job, bad values …).
     """
-    result = JobResult(total=total)
-    report_file = _open_report(report) if report is not None else None
+    result = JobResult(total=total, problems=Problems(secrets))
+    report_file = AtomicTextFile(report, what="report") if report is not None else None
     last: list[Any] = []
 
     def on_progress(stats: Any) -> None:
@@ -144,35 +197,48 @@ async def run_job(
     }
     if journal is not None:
         kwargs["journal"] = journal
+        if journal_force:
+            kwargs["journal_force"] = True
     if resend:
         kwargs["resend"] = tuple(resend)
     bar = progress.add(description, total)
     started = time.perf_counter()
     try:
-        stream = client.devices.stream_commands(serials, commands, **kwargs)
-        async with aclosing(stream) as outcomes:
-            async for outcome in outcomes:
-                status = _status_name(outcome.status)
-                result.counts[status] += 1
-                if status in PROBLEM_STATUSES and len(result.problems) < 10:
-                    result.problems.append(outcome_record(outcome))
-                if report_file is not None:
-                    report_file.write(
-                        json.dumps(outcome_record(outcome), separators=(",", ":"), default=str)
-                        + "\n"
-                    )
-                progress.advance(bar, 1, status)
-    except asyncio.CancelledError:
-        if not interrupt.consume():
-            raise
-        result.interrupted = True
+        with report_file or nullcontext():  # renamed into place as the block ends
+            try:
+                await _stream(client, serials, commands, kwargs, result, report_file, progress, bar)
+            except asyncio.CancelledError:
+                if not interrupt.consume():
+                    raise
+                result.interrupted = True
     finally:
         result.elapsed = time.perf_counter() - started
         if last:
             _take_final_stats(result, last[0])
-        if report_file is not None:
-            report_file.close()
     return result
+
+
+async def _stream(
+    client: Any,
+    serials: Iterable[str],
+    commands: dict[str, Any],
+    options: dict[str, Any],
+    result: JobResult,
+    report_file: AtomicTextFile | None,
+    progress: JobProgress,
+    bar: Any,
+) -> None:
+    try:
+        stream = client.devices.stream_commands(serials, commands, **options)
+        async with aclosing(stream) as outcomes:
+            async for outcome in outcomes:
+                status = _count(result, outcome)
+                if report_file is not None:
+                    record = outcome_record(outcome)
+                    report_file.write_line(json.dumps(record, separators=(",", ":"), default=str))
+                progress.advance(bar, 1, status)
+    except (ValueError, TypeError) as exc:  # refused by the engine before anything was sent
+        raise CliError(cli_wording(str(exc))) from None
 
 
 def _take_final_stats(result: JobResult, stats: Any) -> None:
@@ -190,10 +256,14 @@ def _take_final_stats(result: JobResult, stats: Any) -> None:
             if extra > 0:
                 result.unstreamed[name] += extra
                 result.counts[name] += extra
+                if name in PROBLEM_STATUSES:
+                    result.problems.add_many(name, IN_FLIGHT_CAUSE, extra)
 
 
 def write_job_summary(out: Output, result: JobResult, *, title: str) -> None:
-    """The job summary: a table of outcomes (with meanings) or one JSON/CSV record."""
+    """The job summary: a table of outcomes (with meanings; a column for serials the journal
+    settled in earlier runs, when there are any) and the problems by cause, or one JSON/CSV
+    record."""
     if out.format != "table":
         out.record(result.as_record(), title=title)
         return
@@ -202,25 +272,48 @@ def write_job_summary(out: Output, result: JobResult, *, title: str) -> None:
     table = Table(title=title, title_justify="left")
     table.add_column("outcome")
     table.add_column("devices", justify="right")
+    if result.earlier:
+        table.add_column("earlier runs", justify="right")
     table.add_column("meaning")
     for name in OUTCOME_ORDER:
-        table.add_row(name, f"{result.counts.get(name, 0):,}", OUTCOME_MEANINGS[name])
+        cells = [name, f"{result.counts.get(name, 0):,}"]
+        if result.earlier:
+            cells.append(f"{result.earlier[name]:,}" if name in EARLIER_ORDER else "")
+        table.add_row(*cells, OUTCOME_MEANINGS[name])
     table.add_section()
-    table.add_row("total", f"{result.settled:,} / {result.total:,}", "settled / in input")
-    table.add_row("elapsed", f"{result.elapsed:.1f} s", "")
-    table.add_row("throughput", f"{result.throughput:,.0f} devices/s", "")
+
+    def row(name: str, value: str, meaning: str) -> None:
+        table.add_row(name, value, *([""] if result.earlier else []), meaning)
+
+    row("total", f"{result.settled:,} / {result.total:,}", "settled / in input")
+    if result.earlier:
+        row(
+            "earlier runs",
+            f"{sum(result.earlier.values()):,}",
+            "skipped now: settled in the journal by an earlier run, counted at that outcome",
+        )
+    row("elapsed", f"{result.elapsed:.1f} s", "")
+    row("throughput", f"{result.throughput:,.0f} devices/s", "")
     if result.requests:
-        table.add_row("requests", f"{result.requests:,}", "retries included")
+        row("requests", f"{result.requests:,}", "retries included")
     if result.interrupted:
-        table.add_row("interrupted", "yes", "the rest was not sent; rerun with the journal")
+        row("interrupted", "yes", "the rest was not sent; rerun with the journal")
     elif result.stopped_reason:
-        table.add_row("stopped early", result.stopped_reason, "the rest was not sent")
+        row("stopped early", result.stopped_reason, "the rest was not sent")
     out.render(table)
     if result.problems:
-        problems = Table(title="first problems", title_justify="left")
-        problems.add_column("serial")
-        problems.add_column("outcome")
-        problems.add_column("detail", overflow="fold")
-        for item in result.problems:
-            problems.add_row(item["serial"], item["status"], str(item.get("detail") or ""))
-        out.render(problems)
+        out.render(_problems_table(result.problems))
+
+
+def _problems_table(problems: Problems) -> Any:
+    from rich.table import Table
+
+    table = Table(title="problems by cause", title_justify="left")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("devices", justify="right")
+    table.add_column("cause", overflow="fold")
+    table.add_column("e.g.", overflow="fold")
+    for group in problems:
+        outcome = f"{group.status} (earlier run)" if group.earlier else group.status
+        table.add_row(outcome, f"{group.devices:,}", group.cause, ", ".join(group.examples))
+    return table

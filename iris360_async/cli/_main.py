@@ -9,7 +9,14 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, describe_error, redact
+from ._errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    describe_error,
+    redact,
+)
 from ._parser import build_parser
 
 __all__ = ["main"]
@@ -54,16 +61,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
 
-    from ._commands import Context, dispatch
-    from ._runtime import run_command
+    from ._commands import Context, dispatch, prepare
+    from ._runtime import Terminated, run_command
 
     ctx = Context(
         args=args, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr, environ=os.environ
     )
     try:
+        prepare(ctx)
         if ctx.needs_connection:
             ctx.connection()  # may prompt for the password: before the event loop
         return run_command(lambda interrupt: dispatch(ctx, interrupt))
+    except Terminated:  # SIGTERM outside a job that handles it
+        sys.stderr.write("\niris360: terminated\n")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         sys.stderr.write("\niris360: interrupted\n")
         return EXIT_INTERRUPTED

@@ -11,10 +11,12 @@ import shutil
 import textwrap
 from typing import Any
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_CONCURRENCY", "build_parser"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "build_parser"]
 
 DEFAULT_CHUNK_SIZE = 100
 DEFAULT_CONCURRENCY = 16
+MAX_CONCURRENCY = 1024
+"""The bulk engine's ceiling of ``concurrency`` (requests in flight)."""
 DEFAULT_PAGE_SIZE = 500
 
 _ENV_HELP = """\
@@ -38,6 +40,7 @@ exit codes:
   1    some devices ended rejected/failed/unknown, or the server refused a request
   2    usage error, connection error, authentication or permission error
   130  interrupted (Ctrl-C); a job prints what was settled and flushes its journal
+  143  terminated (SIGTERM); handled like Ctrl-C
 """
 
 _MAIN_EPILOG = (
@@ -162,6 +165,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _concurrency(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_CONCURRENCY}: {text!r}")
+    return value
+
+
+def _concurrency_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"requests in flight, 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
+    )
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -261,13 +281,7 @@ examples:
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
     )
-    p.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
-    )
+    _concurrency_option(p)
     p.add_argument(
         "--seed", type=int, metavar="N", default=1, help="fleet and fault seed (default 1)"
     )
@@ -363,10 +377,15 @@ examples:
         "may not have the command) or skipped (duplicate, or already settled in the "
         "journal).\n\n"
         "Values of --set are parsed as JSON, falling back to a string: --set w_ota=true sends "
-        'a boolean, --set period=300 a number, --set mode=eco the string "eco".\n\n'
+        'a boolean, --set period=300 a number, --set mode=eco the string "eco". Numbers JSON '
+        "cannot carry (NaN, inf, 1e999) are refused; quote them to send a string.\n\n"
         "With --journal, every settled serial is recorded; running the same command again "
         "skips them, so an interrupted or killed job resumes without sending any command "
-        "twice. Exit code 0 when every serial is sent or skipped, 1 otherwise.",
+        "twice; the summary counts them at the outcome they had then.\n\n"
+        "Exit code 0 when every device has the command (sent now or in an earlier run of the "
+        "journal), 1 while any device ended rejected, failed or unknown (now or earlier), 2 "
+        "for usage errors (also --report naming an input or the journal), 130 on Ctrl-C and "
+        "143 on SIGTERM (the journal is flushed; rerun to resume).",
         epilog="""\
 examples:
   iris360 devices send-commands --serials-file serials.txt --set w_ota=true --dry-run
@@ -375,7 +394,8 @@ examples:
   iris360 devices list --serials-only | iris360 devices send-commands \\
       --serials-file - --set w_ota=true
 
-serials file: one serial per line; blank lines and lines starting with # are ignored.
+serials file: one serial per line (UTF-8, a byte order mark is ignored); blank lines and
+lines starting with # are ignored.
 """,
     )
     p.set_defaults(command="devices.send-commands")
@@ -400,13 +420,7 @@ serials file: one serial per line; blank lines and lines starting with # are ign
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
     )
-    p.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
-    )
+    _concurrency_option(p)
     p.add_argument(
         "--journal",
         metavar="FILE",
@@ -422,7 +436,16 @@ serials file: one serial per line; blank lines and lines starting with # are ign
         "sent twice",
     )
     p.add_argument(
-        "--report", metavar="FILE", help="write one JSON line per serial: serial, status, detail"
+        "--journal-force",
+        action="store_true",
+        help="with --journal: resume a journal written for other commands, server, tenant or "
+        "scope (its settled serials are skipped)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write one JSON line per serial: serial, status, detail (written to a temporary "
+        "file and renamed into place at the end; never the serials file or the journal)",
     )
     p.add_argument(
         "--dry-run",

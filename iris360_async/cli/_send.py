@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
-from ._job import run_job, write_job_summary
+from ._errors import EXIT_FAILED, EXIT_OK, CliError
+from ._job import PROBLEM_STATUSES, cli_wording, run_job, write_job_summary
 from ._output import Output
+from ._paths import check_job_paths
 from ._progress import JobProgress, progress_enabled
 from ._serials import JobPlan, open_serials, parse_assignments, plan_job
 
@@ -14,23 +15,40 @@ if TYPE_CHECKING:
     from ._commands import Context
     from ._runtime import Interrupt
 
-__all__ = ["journal_settled", "send_commands"]
+__all__ = ["check_arguments", "journal_settled", "send_commands"]
 
 
-def journal_settled(path: str, commands: dict[str, Any]) -> frozenset[str]:
+def check_arguments(ctx: Context) -> dict[str, Any]:
+    """The commands of ``--set``, after checking the arguments that need no server: values
+    JSON can carry, and output files that are not inputs. Nothing is opened for writing.
+
+    Raises:
+        CliError: (exit 2) a bad value, or an output that is the same file as an input.
+    """
+    args = ctx.args
+    commands = parse_assignments(args.commands)
+    check_job_paths(
+        serials_file=args.serials_file, journal=args.journal, report=args.report, stdin=ctx.stdin
+    )
+    if args.journal_force and not args.journal:
+        raise CliError("--journal-force needs --journal")
+    return commands
+
+
+def journal_settled(path: str, commands: dict[str, Any], *, force: bool = False) -> frozenset[str]:
     """Serials a journal already settled for ``commands`` (read only; nothing is written).
 
     Raises:
-        CliError: the file is not a journal, or belongs to a job with other commands.
+        CliError: the file is not a journal, or belongs to another job (unless ``force``).
     """
     from .._journal import read_previous
 
     try:
-        previous = read_previous(path, commands)
+        previous = read_previous(path, commands, force=force)
     except OSError as exc:
         raise CliError(f"cannot read journal {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(cli_wording(str(exc))) from None
     return frozenset(previous)
 
 
@@ -63,10 +81,14 @@ def _write_plan(out: Output, plan: JobPlan, source: str) -> None:
 
 async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     args = ctx.args
-    commands = parse_assignments(args.commands)
+    commands = check_arguments(ctx)
     source = open_serials(args.serials_file, ctx.stdin)
     if args.dry_run:
-        settled = journal_settled(args.journal, commands) if args.journal else frozenset()
+        settled = (
+            journal_settled(args.journal, commands, force=args.journal_force)
+            if args.journal
+            else frozenset()
+        )
         plan = plan_job(
             source,
             commands,
@@ -91,11 +113,13 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
                 journal=args.journal,
                 report=args.report,
                 resend=args.resend,
+                journal_force=args.journal_force,
                 progress=progress,
                 interrupt=interrupt,
+                secrets=ctx.secrets,
             )
     if result.authentication_failed and not result.counts.get("sent"):
-        detail = str(result.problems[0]["detail"] if result.problems else result.stopped_reason)
+        detail = result.problems.first_cause() or str(result.stopped_reason)
         hint = f"; then rerun with --journal {args.journal}" if args.journal else ""
         raise CliError(
             f"{detail.removeprefix('not sent: ')}; nothing was sent; check the username and "
@@ -113,7 +137,14 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     if result.interrupted:
         where = f"; rerun with --journal {args.journal} to resume" if args.journal else ""
         ctx.stderr.write(
-            f"iris360: interrupted after {result.settled:,} of {result.total:,} devices{where}\n"
+            f"iris360: {interrupt.verb} after {result.settled:,} of {result.total:,} "
+            f"devices{where}\n"
         )
-        return EXIT_INTERRUPTED
+        return interrupt.exit_code
+    earlier = sum(result.earlier.get(s, 0) for s in PROBLEM_STATUSES)
+    if earlier:
+        ctx.stderr.write(
+            f"iris360: {earlier:,} devices skipped now ended rejected, failed or unknown in an "
+            "earlier run (see the journal) and may still lack the command\n"
+        )
     return EXIT_FAILED if result.has_problems else EXIT_OK

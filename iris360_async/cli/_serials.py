@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from .._validation import validate_commands
 from ._errors import CliError
 
 __all__ = [
@@ -23,20 +24,56 @@ __all__ = [
 RESERVED_COMMAND_NAMES = frozenset({"device_serials"})
 
 
+_NON_FINITE_WORDS = frozenset({"nan", "inf", "infinity"})
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _finite(value: Any) -> bool:
+    """Whether ``value`` (parsed JSON) holds finite numbers only, at any depth."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    return True
+
+
 def parse_value(text: str) -> Any:
     """A ``--set`` value: JSON when it parses (``true``, ``300``, ``"300"``, ``[1,2]``),
-    otherwise the text itself."""
+    otherwise the text itself.
+
+    Raises:
+        CliError: a number JSON cannot carry (``NaN``, ``inf``, ``1e999``), also inside a list
+            or an object; or a bare ``nan``/``inf``/``infinity`` (a string needs quotes).
+    """
+    if text.strip().lstrip("+-").lower() in _NON_FINITE_WORDS:
+        raise CliError(
+            f"{text!r} is not a finite number, and JSON cannot carry it; "
+            f"to send it as a string, quote it: '\"{text}\"'"
+        )
     try:
-        return json.loads(text)
-    except ValueError:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        if exc.args and exc.args[0] in ("NaN", "Infinity", "-Infinity"):
+            raise CliError(f"{text!r} holds {exc.args[0]}, which JSON cannot carry") from None
         return text
+    if not _finite(value):
+        raise CliError(f"{text!r} holds a number too large for JSON (it would become inf)")
+    return value
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
     """``["w_ota=true", "period=300"]`` -> ``{"w_ota": True, "period": 300}``.
 
+    The result has passed the bulk engine's validation of command values.
+
     Raises:
-        CliError: an item without ``=``, an empty or reserved name, or a name given twice.
+        CliError: an item without ``=``, an empty or reserved name, a name given twice, or a
+            value the bulk engine refuses (``NaN``, ``inf``, a number out of range …).
     """
     commands: dict[str, Any] = {}
     for item in items:
@@ -48,14 +85,29 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
             raise CliError(f"--set {name}: {name!r} is not a command name")
         if name in commands:
             raise CliError(f"--set {name} given twice")
-        commands[name] = parse_value(raw)
+        try:
+            commands[name] = parse_value(raw)
+        except CliError as exc:
+            raise CliError(f"--set {name}: {exc.message}") from None
     if not commands:
         raise CliError("give at least one command with --set NAME=VALUE")
-    return commands
+    try:
+        return validate_commands(commands)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"--set: {exc}") from None
+
+
+_BOM = "\ufeff"
 
 
 def _clean(lines: Iterable[str]) -> Iterator[str]:
+    """Serials of ``lines``: stripped, without blank lines, ``#`` comments and a UTF-8 byte
+    order mark at the start (Windows editors write one)."""
+    first = True
     for line in lines:
+        if first:
+            line = line.removeprefix(_BOM)
+            first = False
         serial = line.strip()
         if serial and not serial.startswith("#"):
             yield serial
