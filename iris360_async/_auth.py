@@ -1,10 +1,10 @@
 """Access tokens: login, refresh, JWT expiry, proactive refresh and single flight.
 
 However many requests are in flight, one expiry (or one rejected token) causes exactly one
-refresh call; every waiter reuses its outcome. A refresh that is refused or fails falls back to one login when
-credentials are known. A refused login is remembered and never repeated automatically, since
-repeated failures lock the account (a 429 is waited out once, by the transport's
-``auth_send``). Tokens never appear in ``repr``, logs or exceptions.
+refresh call; every waiter reuses its outcome. A refresh that is refused or fails falls back
+to one login when credentials are known. A refused login is remembered and never repeated
+automatically, since repeated failures lock the account (a 429 is waited out once, by the
+transport's ``auth_send``). Tokens never appear in ``repr``, logs or exceptions.
 """
 
 from __future__ import annotations

@@ -122,7 +122,8 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
         detail = result.problems.first_cause() or str(result.stopped_reason)
         hint = f"; then rerun with --journal {args.journal}" if args.journal else ""
         raise CliError(
-            f"{detail.removeprefix('not sent: ')}; nothing was sent; check the username and "
+            f"authentication failed: {detail.removeprefix('not sent: ')}; nothing was sent; "
+            "check the username and "
             f"IRIS360_PASSWORD, or the token{hint}"
         )
     write_job_summary(out, result, title="send-commands")
