@@ -5,20 +5,25 @@ clock reading, and the ``Retry-After`` / ``X-RateLimit-Remaining`` values when t
 them) and answers with :attr:`~AdaptiveLimit.limit`. It never sleeps and never reads a clock of
 its own, so tests drive it with synthetic traces.
 
-How it decides, once per *round* (about one window of requests, all sent after the last change):
+How it decides, once per *round* -- two windows of answers to requests sent after the last
+change; the first lets the queue settle at the new limit, the second is measured:
 
-* **No-load latency**: the lowest round latency seen. When the limit went down and latency did
-  not follow, requests are not waiting in a queue: the work itself got dearer, so the no-load
-  latency is re-learnt from the current round (cost drift is followed, not fought).
-* **Gradient**: ``ratio = round latency / no-load latency``. Above 1 requests queue; the server's
-  useful concurrency (its *knee*) is about ``limit / ratio``, and the limit moves to the knee
-  plus a small headroom (``headroom * sqrt(knee)``, at least 1) that keeps every worker busy
-  without filling the queue. Decreases take effect at once; increases by one headroom per round.
+* **No-load latency**: the lowest round latency seen. When fewer requests were in flight than
+  in the round before and latency did not move, they were not waiting in a queue: the work
+  itself got dearer, so the no-load latency is re-learnt (cost drift is followed, not fought).
+* **Gradient**: ``ratio = round latency / no-load latency``. Above ``tolerance`` requests
+  queue; the server's useful concurrency (its *knee*) is about ``in flight / ratio``, and the
+  limit moves to the knee plus a small headroom (``headroom * sqrt(knee)``, at least 1) that
+  keeps every worker busy without filling the queue. Decreases take effect at once; increases
+  add one headroom per round, and only while the caller uses at least half of the limit.
 * **Start**: from a low ``initial`` the limit doubles every round until latency first rises.
 * **Overload** (429, 503, 504, a lost answer): multiplicative decrease. Answers to requests sent
-  before the last decrease are not counted again, so one burst counts once.
-* ``Retry-After`` pauses new requests (:attr:`~AdaptiveLimit.paused_until`);
-  ``X-RateLimit-Remaining`` below the limit stops growth and ``0`` decreases it.
+  before the last decrease are not counted again, so one burst counts once. Once the overload
+  is over the limit doubles back to where the first decrease put it, then grows as usual.
+* ``Retry-After`` pauses new requests (:attr:`~AdaptiveLimit.paused_until`).
+  ``X-RateLimit-Remaining`` that falls during a round (sending faster than the gateway refills)
+  or is below two windows stops growth; falling below one window decreases gently; ``0``
+  decreases at once.
 """
 
 from __future__ import annotations
@@ -143,7 +148,7 @@ class AdaptiveLimit:
         self._limit = float(min(max(initial, min_limit), max_limit))
         self._slow_start = True
         self._noload = math.inf
-        self._prev_round: tuple[float, float] | None = None  # (limit, latency)
+        self._prev_round: tuple[float, float] | None = None  # (in flight, latency)
         self._decreased_at = -math.inf
         self._recover_to = 0.0  # after overload: doubling back up to here is safe
         self._round_start = -math.inf
@@ -289,10 +294,12 @@ class AdaptiveLimit:
         used = min(self._round_peak, self.limit) if self._tracking else self.limit
         app_limited = used * 2 < limit
         first, last = self._quota_first, self._quota_last
-        # the gateway's bucket runs dry: fewer tokens left than one window, and falling
-        draining = last is not None and first is not None and last < min(first, limit)
-        # or is too low to absorb two windows: no growth
-        scarce = self._quota_min is not None and self._quota_min < 2 * limit
+        # X-RateLimit-Remaining: falling means faster than the gateway's refill (no growth);
+        # falling below one window's worth means the bucket runs dry (gentle decrease); too
+        # low to absorb two windows also stops growth
+        falling = last is not None and first is not None and last < first
+        draining = falling and last is not None and last < limit
+        scarce = falling or (self._quota_min is not None and self._quota_min < 2 * limit)
         prev, self._prev_round = self._prev_round, (used, latency)
         stale = prev is not None and self._stale_noload(prev, used, latency)
         if latency < self._noload or stale:

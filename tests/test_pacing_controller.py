@@ -24,6 +24,7 @@ from iris360_async._pacing import (
     Outcome,
     outcome_for_status,
 )
+from iris360_async.testing.server_model import PRESETS, ServerModelSettings
 
 # -- the simulator -------------------------------------------------------------------------------
 
@@ -174,7 +175,7 @@ def fixed(limit: int) -> AdaptiveLimit:
     return AdaptiveLimit(min_limit=limit, max_limit=limit, initial=limit)
 
 
-def best_fixed(profile: Profile, jobs: int, limits: range = range(1, 33)) -> tuple[int, float]:
+def best_fixed(profile: Profile, jobs: int, limits: range = range(1, 25)) -> tuple[int, float]:
     """The oracle: the fixed limit with the shortest job (ties: the smaller limit); a limit
     that runs into gateway timeouts loses devices and does not count."""
     runs = {c: simulate(profile, fixed(c), jobs) for c in limits}
@@ -291,6 +292,42 @@ def test_rate_limited_gateway_gets_few_429s() -> None:
     run = simulate(profile, AdaptiveLimit(), jobs=jobs)
     assert run.rate_limited <= 0.02 * run.requests
     assert run.elapsed <= jobs / 40.0 / 0.85
+
+
+# -- the emulator's server-model presets, simulated -----------------------------------------------
+
+PRESET_JOBS = {"capacity_bound": 600, "rate_limited": 600, "drifting": 600, "shared": 600,
+               "fast": 10_000}  # 100-device requests; long enough to span each drift
+
+
+def preset_profile(settings: ServerModelSettings) -> Profile:
+    """The simulation of a server model preset, for requests of 100 devices."""
+    return Profile(
+        workers=settings.free_workers,
+        service=lambda t: settings.cost(100, t),
+        timeout=settings.gateway_timeout,
+        rate=settings.rate,
+        burst=settings.burst,
+        retry_after=1.0,  # a gateway's Retry-After is whole seconds
+        changes=tuple(x for load in settings.tenants for x in (load.start, load.end)),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_JOBS))
+def test_auto_against_the_best_fixed_limit_on_every_preset(name: str) -> None:
+    settings = PRESETS[name]
+    profile = preset_profile(settings)
+    jobs = PRESET_JOBS[name]
+    run = simulate(profile, AdaptiveLimit(), jobs)
+    sweep = range(16, 65, 16) if name == "fast" else range(1, 25)
+    _, best_time = best_fixed(profile, jobs, sweep)
+    assert best_time / run.elapsed >= 0.85
+    assert run.timeouts == 0
+    assert run.rate_limited <= 0.02 * run.requests
+    if name == "capacity_bound":
+        assert statistics.median(run.latencies) <= 2 * settings.unloaded_time(100)
+    if name in ("capacity_bound", "drifting"):  # where today's default of 16 loses devices
+        assert simulate(profile, fixed(16), jobs).timeouts > 0
 
 
 # -- single samples -----------------------------------------------------------------------------
