@@ -62,9 +62,10 @@ async def test_fan_out_equals_one_big_request(emu: Iris360Emulator, window: dict
     async with client_for(emu) as client:
         order = window.get("order") or ("asc" if "start" in window else "desc")
         options: dict[str, Any] = {"order": order}
-        for ours, wire in (("start", "start_date"), ("end", "end_date")):
-            if ours in window:
-                options[wire] = window[ours]
+        if "start" in window:
+            options["start_date"] = window["start"]
+        if "end" in window:  # the server's end is inclusive, query's is exclusive
+            options["end_date"] = window["end"] - timedelta(microseconds=1)
         for key in ("limit", "aggregation"):
             if key in window:
                 options[key] = window[key]
