@@ -16,7 +16,8 @@ from ._client import Iris360Client
 from ._config import ClientConfig, EndpointPaths, Timeout
 from ._pagination import AsyncPaginator, PageResult
 from ._retry import RetryPolicy
-from ._timeseries_query import query_timeseries
+from ._timeseries_query import query_timeseries, stream_timeseries
+from ._timeseries_stream import TimeSeriesStream
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -57,6 +58,7 @@ from .models import (
     TimeScopeAdjustment,
     TimeSeries,
     TimeSeriesAggregation,
+    TimeSeriesColumns,
     TimeSeriesOptions,
     TimeSeriesRequest,
     TimeSeriesResponse,
@@ -111,11 +113,13 @@ __all__ = [
     "TimeScopeAdjustment",
     "TimeSeries",
     "TimeSeriesAggregation",
+    "TimeSeriesColumns",
     "TimeSeriesOptions",
     "TimeSeriesRequest",
     "TimeSeriesResponse",
     "TimeSeriesResult",
     "TimeSeriesRow",
+    "TimeSeriesStream",
     "TimeSeriesValue",
     "Timeout",
     "TokenPair",
@@ -124,6 +128,7 @@ __all__ = [
     "WhereClause",
     "__version__",
     "query_timeseries",
+    "stream_timeseries",
 ]
 
 # Tracebacks and reprs show ``iris360_async.Iris360Client`` rather than the private module.
