@@ -111,7 +111,7 @@ class TimeSeriesStream:
         self._with_data: set[SeriesKey] = set()
         self._answered: set[str] = set()
         self._active = 0
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # made in __aenter__, inside the event loop
         self._error: Exception | None = None
         self._task_group: TaskGroup | None = None
         self._workers: anyio.CancelScope | None = None
@@ -153,6 +153,7 @@ class TimeSeriesStream:
             max_buffer_size=self._settings.batch_size
         )
         self._send, self._receive = send, receive
+        self._changed = anyio.Event()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -202,7 +203,8 @@ class TimeSeriesStream:
                 self._finish()
 
     def _notify(self) -> None:
-        self._changed.set()
+        if self._changed is not None:
+            self._changed.set()
         self._changed = anyio.Event()
 
     async def _worker(self) -> None:
@@ -210,6 +212,7 @@ class TimeSeriesStream:
             if self._queue:
                 call = self._queue.popleft()
             elif self._active:  # a call in flight may add follow-up pages
+                assert self._changed is not None
                 await self._changed.wait()
                 continue
             else:

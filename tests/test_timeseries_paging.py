@@ -467,3 +467,19 @@ def test_any_data_any_page_size_every_point_once(
         for counter in got(part).values():
             merged.update(counter)
     assert merged == Counter((ts, repr(v)) for ts, v in data[(urn(0), "t")])
+
+
+def test_a_stream_is_made_outside_the_event_loop_and_used_inside() -> None:
+    data = regular(2, ["t"], 30, timedelta(minutes=1))
+    stream = stream_timeseries(
+        Server(data).get, [urn(0), urn(1)], ["t"], tenant="x", scope="/",
+        start=T0, end=T0 + timedelta(hours=1), page_size=7,
+    )  # fmt: skip
+
+    async def consume() -> int:
+        with pytest.raises(RuntimeError, match="async with"):
+            await stream.__anext__()
+        async with stream:
+            return sum([len(piece.values) async for piece in stream])
+
+    assert anyio.run(consume) == 60
