@@ -17,7 +17,8 @@ from ._config import ClientConfig, EndpointPaths, Timeout
 from ._journal import JournalLockedError
 from ._pagination import AsyncPaginator, PageResult
 from ._retry import RetryPolicy
-from ._timeseries_query import query_timeseries
+from ._timeseries_query import query_timeseries, stream_timeseries
+from ._timeseries_stream import TimeSeriesStream
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -58,6 +59,7 @@ from .models import (
     TimeScopeAdjustment,
     TimeSeries,
     TimeSeriesAggregation,
+    TimeSeriesColumns,
     TimeSeriesOptions,
     TimeSeriesRequest,
     TimeSeriesResponse,
@@ -113,11 +115,13 @@ __all__ = [
     "TimeScopeAdjustment",
     "TimeSeries",
     "TimeSeriesAggregation",
+    "TimeSeriesColumns",
     "TimeSeriesOptions",
     "TimeSeriesRequest",
     "TimeSeriesResponse",
     "TimeSeriesResult",
     "TimeSeriesRow",
+    "TimeSeriesStream",
     "TimeSeriesValue",
     "Timeout",
     "TokenPair",
@@ -126,6 +130,7 @@ __all__ = [
     "WhereClause",
     "__version__",
     "query_timeseries",
+    "stream_timeseries",
 ]
 
 # Tracebacks and reprs show ``iris360_async.Iris360Client`` rather than the private module.

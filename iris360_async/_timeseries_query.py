@@ -5,6 +5,8 @@ and aggregation apply per pair (API reference §4.1). Splitting the pairs over s
 therefore returns exactly what one big request would, while keeping each response small and
 letting the requests run concurrently.
 
+Without a ``limit`` a range is pulled whole: pairs are paged by time
+(:mod:`._timeseries_pages` joins the pages, :mod:`._timeseries_stream` runs the calls).
 The pure planning step (:func:`plan_batches`) and response matching are separate from the I/O
 so they can be tested exactly; :func:`query_timeseries` takes the raw call as an argument
 (``client.timeseries.get``), which already carries the client's retries.
@@ -12,18 +14,20 @@ so they can be tested exactly; :func:`query_timeseries` takes the raw call as an
 
 from __future__ import annotations
 
-import itertools
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, TypeAlias
 
-import anyio
 import msgspec
 from msgspec import UNSET
 
-from ._timeutil import UTC
+from ._timeseries_pages import PageMode
+from ._timeseries_stream import PullSettings, TimeSeriesStream
+from ._timeutil import UTC, format_datetime, parse_timestamp
 from ._validation import (
+    _DURATION,
     validate_aggregation,
     validate_limit,
     validate_positive_int,
@@ -32,23 +36,24 @@ from ._validation import (
 from .errors import ResponseDecodeError
 from .models.timeseries import (
     TimeScope,
-    TimeSeries,
     TimeSeriesAggregation,
     TimeSeriesOptions,
     TimeSeriesRequest,
     TimeSeriesResponse,
-    TimeSeriesValue,
 )
-from .models.tsquery import BatchFailure, TimeSeriesResult
+from .models.tsquery import SeriesPoints, TimeSeriesResult
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_PAGE_SIZE",
     "GetTimeseries",
     "match_responses",
     "plan_batches",
+    "prepare_pull",
     "query_timeseries",
     "resolve_order",
+    "stream_timeseries",
 ]
 
 GetTimeseries = Callable[[list[TimeSeriesRequest]], Awaitable[list[TimeSeriesResponse]]]
@@ -64,6 +69,17 @@ pair a response holds at most 10,000 points."""
 
 DEFAULT_CONCURRENCY = 4
 """Requests in flight at once."""
+
+DEFAULT_PAGE_SIZE = 1000
+"""Points per pair and request when a whole range is paged: ten times the server's default
+``limit`` (the API reference documents no maximum), so a batch of 100 pairs answers with at
+most 100,000 points (about 5 MB of JSON)."""
+
+_MICROSECOND = timedelta(microseconds=1)
+_DURATION_PARTS = (
+    ("weeks", 604800.0), ("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0),
+    ("seconds", 1.0),
+)
 
 
 # -- pure helpers ---------------------------------------------------------------------------
@@ -133,18 +149,46 @@ def _unique_ids(name: str, values: Iterable[str], *, urn: bool) -> list[str]:
     return list(out)
 
 
-def _check_bound(name: str, value: object) -> DateBound | None:
-    if value is None or isinstance(value, (datetime, str)):
-        return value
+def _resolve_bound(name: str, value: object, now: datetime) -> datetime | None:
+    """A bound as an aware UTC datetime: naive datetimes are UTC, a duration (``timedelta``
+    or ISO 8601 such as ``"P1D"``) counts back from ``now``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return _as_utc(value).astimezone(UTC)
     if isinstance(value, timedelta):
         if value <= timedelta(0):
             raise ValueError(f"{name} as a duration (now minus it) must be positive")
-        return value
-    raise TypeError(f"{name} must be a datetime, timedelta or ISO 8601 string, got {value!r}")
+        return now - value
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a datetime, timedelta or ISO 8601 string, got {value!r}")
+    if value.startswith("P"):
+        match = _DURATION.fullmatch(value)
+        if match is None or value in ("P", "PT") or value.endswith("T"):
+            raise ValueError(
+                f"{name}: {value!r} is not an ISO 8601 duration in weeks, days, hours, minutes "
+                "and seconds (months and years have no fixed length: give a datetime)"
+            )
+        seconds = sum(
+            float(text.replace(",", ".")) * factor
+            for part, factor in _DURATION_PARTS
+            if (text := match.group(part))
+        )
+        if seconds <= 0:
+            raise ValueError(f"{name} as a duration (now minus it) must be positive")
+        return now - timedelta(seconds=seconds)
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise ValueError(f"{name}: {value!r} is not an ISO 8601 date-time or duration")
+    return parsed.astimezone(UTC)
 
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _aggregation(value: AggregationArg | None) -> TimeSeriesAggregation | None:
@@ -161,25 +205,6 @@ def _aggregation(value: AggregationArg | None) -> TimeSeriesAggregation | None:
         )
     checked_type, checked_interval = validate_aggregation(type_, interval)
     return TimeSeriesAggregation(type=checked_type, interval=checked_interval)
-
-
-def _sort_key(point: TimeSeriesValue) -> datetime:
-    ts = point.raw_timestamp
-    return ts if ts.tzinfo is None else ts.astimezone(UTC).replace(tzinfo=None)
-
-
-def _ordered(series: TimeSeries, order: Order) -> TimeSeries:
-    """The series with its points in ``order`` (the server does not guarantee it)."""
-    values = series.values
-    keys = [_sort_key(v) for v in values]
-    if order == "asc":
-        in_order = all(a <= b for a, b in itertools.pairwise(keys))
-    else:
-        in_order = all(a >= b for a, b in itertools.pairwise(keys))
-    if in_order:
-        return series
-    ranked = sorted(range(len(values)), key=keys.__getitem__, reverse=order == "desc")
-    return msgspec.structs.replace(series, values=[values[i] for i in ranked])
 
 
 def match_responses(
@@ -215,7 +240,163 @@ def match_responses(
     return out
 
 
-# -- the fan-out ----------------------------------------------------------------------------
+# -- the pull -------------------------------------------------------------------------------
+
+
+def _interval(aggregation: TimeSeriesAggregation) -> timedelta:
+    interval = aggregation.interval
+    if isinstance(interval, timedelta):
+        return interval
+    bound = _resolve_bound("aggregation interval", interval, datetime(2000, 1, 1, tzinfo=UTC))
+    assert bound is not None
+    return datetime(2000, 1, 1, tzinfo=UTC) - bound
+
+
+def prepare_pull(
+    device_ids: Iterable[str],
+    measure_ids: Iterable[str],
+    *,
+    tenant: str,
+    scope: str,
+    start: DateBound | None,
+    end: DateBound | None,
+    limit: int | None,
+    order: Order | None,
+    aggregation: AggregationArg | None,
+    period: Sequence[TimeScope] | None,
+    page_size: int,
+    batch_size: int,
+    concurrency: int,
+    requests_per_call: int,
+    raise_on_error: bool,
+    now: float,
+) -> tuple[list[str], list[str], list[TimeSeriesRequest], PullSettings]:
+    """Check every argument (nothing is sent before) and plan the first requests.
+
+    Returns:
+        The unique devices and measures, the first requests and the settings of the pull.
+    """
+    devices = _unique_ids("device_ids", device_ids, urn=True)
+    measures = _unique_ids("measure_ids", measure_ids, urn=False)
+    if not devices:
+        raise ValueError("device_ids must not be empty")
+    for name, value in (("tenant", tenant), ("scope", scope)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string")
+    request_time = datetime.fromtimestamp(now, UTC)
+    lower = _resolve_bound("start", start, request_time)
+    upper = _resolve_bound("end", end, request_time)
+    checked_limit = None if limit is None else validate_limit(limit)
+    paging = lower is not None and checked_limit is None
+    if paging and upper is None:
+        upper = request_time  # an open range ends at the request time
+    if lower is not None and upper is not None and lower > upper:
+        raise ValueError(f"start ({lower.isoformat()}) is after end ({upper.isoformat()})")
+    effective_order = resolve_order(order, start)
+    checked_aggregation = _aggregation(aggregation)
+    validate_positive_int("page_size", page_size)
+    validate_positive_int("concurrency", concurrency)
+    validate_positive_int("requests_per_call", requests_per_call)
+    batches = plan_batches(devices, measures, batch_size)
+
+    mode: PageMode = "raw"
+    window = None
+    if checked_aggregation is not None:
+        mode = "buckets"
+        if checked_aggregation.type == "moving_avg":
+            mode, window = "moving", _interval(checked_aggregation)
+    prefix = secrets.token_hex(4)
+    base = TimeSeriesOptions(
+        tenant=tenant,
+        scope=scope,
+        start_date=UNSET if lower is None else format_datetime(lower),
+        # the server's end is inclusive: ask for the last microsecond before the end
+        end_date=UNSET if upper is None else format_datetime(upper - _MICROSECOND),
+        order="asc" if paging else effective_order,
+        limit=page_size if paging else UNSET if checked_limit is None else checked_limit,
+        aggregation=UNSET if checked_aggregation is None else checked_aggregation,
+        period=UNSET if period is None else list(period),
+    )
+    requests = [
+        TimeSeriesRequest(
+            device_ids=batch_devices,
+            measure_ids=batch_measures,
+            options=msgspec.structs.replace(base, query_id=f"{prefix}-{index}"),
+        )
+        for index, (batch_devices, batch_measures) in enumerate(batches)
+    ]
+    settings = PullSettings(
+        base=base,
+        paging=paging,
+        end=_naive(upper),
+        floor=_naive(lower),
+        mode=mode,
+        window=window,
+        order=effective_order,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        requests_per_call=requests_per_call,
+        raise_on_error=raise_on_error,
+        query_prefix=prefix,
+    )
+    return devices, measures, requests, settings
+
+
+def stream_timeseries(
+    get: GetTimeseries,
+    device_ids: Iterable[str],
+    measure_ids: Iterable[str],
+    *,
+    tenant: str,
+    scope: str,
+    start: DateBound | None = None,
+    end: DateBound | None = None,
+    limit: int | None = None,
+    order: Order | None = None,
+    aggregation: AggregationArg | None = None,
+    period: Sequence[TimeScope] | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    requests_per_call: int = 1,
+    raise_on_error: bool = True,
+    now: float | None = None,
+) -> TimeSeriesStream:
+    """The pull of :func:`query_timeseries` as pieces, page by page, in bounded memory.
+
+    Takes the arguments of :func:`query_timeseries`. Use it as ``async with`` and iterate:
+    each piece is a :class:`~iris360_async.models.TimeSeries` holding the new points of one
+    page of one pair (ascending in a whole-range pull). See
+    :class:`~iris360_async._timeseries_stream.TimeSeriesStream`.
+
+    Raises:
+        TypeError, ValueError: Bad arguments (raised here, nothing is sent).
+
+    Example:
+        >>> async with stream_timeseries(iris.timeseries.get, devices, ["temperature"],
+        ...                              tenant="libelium", scope="/", start=t0, end=t1) as s:
+        ...     async for piece in s:
+        ...         write(piece.device_id, piece.measure_id, piece.values)
+    """
+    devices, measures, requests, settings = prepare_pull(
+        device_ids,
+        measure_ids,
+        tenant=tenant,
+        scope=scope,
+        start=start,
+        end=end,
+        limit=limit,
+        order=order,
+        aggregation=aggregation,
+        period=period,
+        page_size=page_size,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        requests_per_call=requests_per_call,
+        raise_on_error=raise_on_error,
+        now=time.time() if now is None else now,
+    )
+    return TimeSeriesStream(get, devices, measures, requests, settings)
 
 
 async def query_timeseries(
@@ -231,19 +412,28 @@ async def query_timeseries(
     order: Order | None = None,
     aggregation: AggregationArg | None = None,
     period: Sequence[TimeScope] | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
     requests_per_call: int = 1,
     raise_on_error: bool = True,
+    now: float | None = None,
 ) -> TimeSeriesResult:
     """Fetch the time series of many devices x measures with concurrent batched requests.
+
+    **Ranges are half-open**, ``start <= t < end``, so consecutive windows never share a
+    point. With a ``start`` and no ``limit`` the result holds *every* point of the range:
+    the server caps each pair at ``limit`` points per call, so a pair that returns a full page
+    of ``page_size`` points is asked again from its last timestamp (points already received
+    at that instant are dropped), until its range is exhausted. Without ``end`` the range ends
+    at the request time. With a ``limit``, each pair gets at most that many points (the
+    oldest or newest, by ``order``), and pairs that reached it are listed in
+    :attr:`~iris360_async.models.TimeSeriesResult.truncated`.
 
     The (device, measure) pairs are split into requests of at most ``batch_size`` pairs
     (see :func:`plan_batches`); up to ``concurrency`` calls run at once, each carrying
     ``requests_per_call`` requests. Every request is tagged with a unique ``query_id`` and
-    matched to its response by the echoed id (by position if the id is not echoed). As
-    ``limit``, ``order`` and aggregation apply per pair on the server, the merged result is the
-    one a single request for all pairs would give.
+    matched to its response by the echoed id (by position if the id is not echoed).
 
     Args:
         get: The raw call, normally ``client.timeseries.get``.
@@ -251,24 +441,27 @@ async def query_timeseries(
         measure_ids: Attribute names; empty means every attribute of each device.
         tenant: FIWARE service.
         scope: FIWARE service path, e.g. ``"/"``.
-        start: Inclusive lower bound: a ``datetime`` (naive = UTC), a ``timedelta`` (now minus
-            it, on the server's clock) or an ISO 8601 string sent as is.
-        end: Inclusive upper bound, same forms.
-        limit: Points per (device, measure) pair (>= 1). ``None`` omits the option, so the
-            server applies its default of 100 (an explicit null would fail).
-        order: ``"asc"`` or ``"desc"``. With a limit it decides which points are kept.
-            Default: ``"desc"`` (the newest points) without ``start``, ``"asc"`` (the first
-            points from ``start`` on) with it. Each series of the result is sorted in this
-            order, since the server does not guarantee it.
+        start: Inclusive lower bound: a ``datetime`` (naive = UTC), an ISO 8601 date-time
+            string, or a duration back from the request time (``timedelta`` or ISO 8601
+            such as ``"P1D"``; months and years are refused).
+        end: Exclusive upper bound, same forms; default: the request time.
+        limit: At most this many points per pair (>= 1); turns paging off. Without ``start``
+            and ``limit`` the server's default of 100 (newest) points applies.
+        order: ``"asc"`` or ``"desc"``: the order of each series in the result; with a limit
+            it also decides which points are kept. Default: ``"desc"`` without ``start``,
+            ``"asc"`` with it.
         aggregation: ``TimeSeriesAggregation`` or ``(type, interval)``, e.g.
             ``("mean", "PT1H")`` or ``("percentile-95", timedelta(minutes=15))``; checked here.
         period: Calendar filters (:class:`~iris360_async.models.TimeScope`).
+        page_size: Points per pair and request when paging a range (>= 1). A page with fewer
+            points ends the pair (a smaller limit echoed by the server counts as its cap).
         batch_size: Maximum (device, measure) pairs per request (>= 1).
         concurrency: Maximum calls in flight at once (>= 1).
         requests_per_call: Requests sent together in one call (>= 1).
         raise_on_error: If ``True`` (default) the first failing call cancels the others and its
             exception propagates. If ``False`` failed requests are reported in
-            :attr:`TimeSeriesResult.failures` and the rest is returned.
+            :attr:`TimeSeriesResult.failures` and the rest completes.
+        now: The request time, seconds since the epoch (default: the system clock).
 
     Returns:
         The merged :class:`~iris360_async.models.tsquery.TimeSeriesResult`; requested pairs
@@ -280,138 +473,54 @@ async def query_timeseries(
 
     Example:
         >>> result = await query_timeseries(iris.timeseries.get, devices, ["temperature"],
-        ...                                 tenant="libelium", scope="/", limit=10)
+        ...                                 tenant="libelium", scope="/",
+        ...                                 start=datetime(2025, 11, 1), end=datetime(2025, 12, 1))
     """
-    devices = _unique_ids("device_ids", device_ids, urn=True)
-    measures = _unique_ids("measure_ids", measure_ids, urn=False)
-    if not devices:
-        raise ValueError("device_ids must not be empty")
-    for name, value in (("tenant", tenant), ("scope", scope)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{name} must be a non-empty string")
-    start = _check_bound("start", start)
-    end = _check_bound("end", end)
-    if isinstance(start, datetime) and isinstance(end, datetime) and _as_utc(start) > _as_utc(end):
-        raise ValueError("start must not be after end (the server would return nothing)")
-    checked_limit = None if limit is None else validate_limit(limit)
-    effective_order = resolve_order(order, start)
-    checked_aggregation = _aggregation(aggregation)
-    validate_positive_int("concurrency", concurrency)
-    validate_positive_int("requests_per_call", requests_per_call)
-    batches = plan_batches(devices, measures, batch_size)
-
-    prefix = secrets.token_hex(4)
-    base = TimeSeriesOptions(
+    stream = stream_timeseries(
+        get,
+        device_ids,
+        measure_ids,
         tenant=tenant,
         scope=scope,
-        start_date=UNSET if start is None else start,
-        end_date=UNSET if end is None else end,
-        order=effective_order,
-        limit=UNSET if checked_limit is None else checked_limit,
-        aggregation=UNSET if checked_aggregation is None else checked_aggregation,
-        period=UNSET if period is None else list(period),
+        start=start,
+        end=end,
+        limit=limit,
+        order=order,
+        aggregation=aggregation,
+        period=period,
+        page_size=page_size,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        requests_per_call=requests_per_call,
+        raise_on_error=raise_on_error,
+        now=now,
     )
-    requests = [
-        TimeSeriesRequest(
-            device_ids=batch_devices,
-            measure_ids=batch_measures,
-            options=msgspec.structs.replace(base, query_id=f"{prefix}-{index}"),
-        )
-        for index, (batch_devices, batch_measures) in enumerate(batches)
-    ]
-    calls = [
-        requests[i : i + requests_per_call] for i in range(0, len(requests), requests_per_call)
-    ]
-
-    answers: list[list[TimeSeriesResponse] | None] = [None] * len(calls)
-    failures: list[tuple[int, BaseException]] = []
-    first_error: list[Exception] = []
-    pending = iter(range(len(calls)))
-
-    async def worker(scope_: anyio.CancelScope) -> None:
-        for index in pending:  # shared iterator: each call is taken exactly once
-            call = calls[index]
-            try:
-                answers[index] = match_responses(call, await get(list(call)))
-            except Exception as exc:
-                if raise_on_error:
-                    if not first_error:
-                        first_error.append(exc)
-                    scope_.cancel()
-                    return
-                failures.append((index, exc))
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(min(concurrency, len(calls))):
-            tg.start_soon(worker, tg.cancel_scope)
-    if first_error:
-        raise first_error[0]
-
-    return _merge(devices, measures, calls, answers, failures, effective_order, requests)
-
-
-def _merge(
-    devices: list[str],
-    measures: list[str],
-    calls: list[list[TimeSeriesRequest]],
-    answers: list[list[TimeSeriesResponse] | None],
-    failures: list[tuple[int, BaseException]],
-    order: Order,
-    requests: list[TimeSeriesRequest],
-) -> TimeSeriesResult:
-    got: dict[tuple[str, str], TimeSeries] = {}
-    empty_requests: list[TimeSeriesRequest] = []
-    answered_devices: set[str] = set()
-    for call, responses in zip(calls, answers, strict=True):
-        if responses is None:
-            continue
-        for request, response in zip(call, responses, strict=True):
-            answered_devices.update(request.device_ids)
-            if not response.time_series:
-                empty_requests.append(request)
-            for item in response.time_series:
-                key = (item.device_id, item.measure_id)
-                previous = got.get(key)
-                if previous is not None:  # the same pair twice: keep every point
-                    item = msgspec.structs.replace(item, values=previous.values + item.values)
-                got[key] = item
-
-    failed_devices: set[str] = set()
-    failed_pairs: set[tuple[str, str]] = set()
-    failure_list: list[BatchFailure] = []
-    for index, error in sorted(failures, key=lambda f: f[0]):
-        for request in calls[index]:
-            failure_list.append(BatchFailure(request, error))
-            failed_devices.update(request.device_ids)
-            failed_pairs.update((d, m) for d in request.device_ids for m in request.measure_ids)
-
-    ordered: dict[tuple[str, str], TimeSeries] = {}
-    for device in devices:
-        for measure in measures:
-            key = (device, measure)
-            if key in got:
-                ordered[key] = _ordered(got[key], order)
-    for key, item in got.items():  # pairs the server added (e.g. every measure requested)
-        if key not in ordered:
-            ordered[key] = _ordered(item, order)
-
-    missing = [
-        (d, m)
-        for d in devices
-        for m in measures
-        if (d, m) not in got and (d, m) not in failed_pairs
-    ]
-    with_data = {device for device, _ in got}
-    missing_devices = [
-        d
-        for d in devices
-        if d not in with_data and d not in failed_devices and d in answered_devices
-    ]
+    got: dict[tuple[str, str], SeriesPoints] = {}
+    async with stream:
+        async for piece in stream:
+            key = (piece.device_id, piece.measure_id)
+            points = got.get(key)
+            if points is None:
+                points = got[key] = SeriesPoints()
+            points.extend(piece.values)
+    settings = stream.settings
+    ordered: dict[tuple[str, str], SeriesPoints] = {}
+    for device in stream.devices:
+        for measure in stream.measures:
+            if (device, measure) in got:
+                ordered[(device, measure)] = got[(device, measure)]
+    for key, points in got.items():  # pairs the server added (e.g. every measure requested)
+        ordered.setdefault(key, points)
+    if settings.paging and settings.order == "desc":
+        for points in ordered.values():
+            points.reverse()
     return TimeSeriesResult(
         ordered,
-        requests=requests,
-        missing=missing,
-        missing_devices=missing_devices,
-        empty_requests=empty_requests,
-        failures=failure_list,
+        requests=stream.requests,
+        missing=stream.missing,
+        missing_devices=stream.missing_devices,
+        empty_requests=stream.empty_requests,
+        failures=stream.failures,
+        truncated=stream.truncated,
+        paged_pairs=stream.paged_pairs,
     )

@@ -240,11 +240,11 @@ def test_timeseries_get_csv(cli: InProcess, env: dict[str, str], emu: Iris360Emu
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     table = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert len(table) == 7  # one point every 10 minutes, both bounds inclusive
+    assert len(table) == 6  # one point every 10 minutes, start inclusive, end exclusive
     assert table[0]["device_id"] == urn
     assert table[0]["measure_id"] == "temperature"
     assert table[0]["timestamp"] == "2025-01-01T00:00:00Z"
-    assert table[-1]["timestamp"] == "2025-01-01T01:00:00Z"
+    assert table[-1]["timestamp"] == "2025-01-01T00:50:00Z"
     float(table[0]["value"])
 
 
@@ -259,10 +259,10 @@ def test_timeseries_get_limit_and_order(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json_lines(result.stdout)
-    assert [r["timestamp"] for r in rows] == [
-        "2025-01-02T00:00:00Z",
+    assert [r["timestamp"] for r in rows] == [  # the end is exclusive
         "2025-01-01T23:50:00Z",
         "2025-01-01T23:40:00Z",
+        "2025-01-01T23:30:00Z",
     ]
 
 

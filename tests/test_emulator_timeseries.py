@@ -244,3 +244,60 @@ async def test_descending_buckets_start_with_the_newest(api: Api) -> None:
     daily = await api.values(aggregation={"type": "mean", "interval": "P1D"})
     assert [b["timestamp"] for b in daily] == [iso(START), iso(START + 86400),
                                               iso(START + 2 * 86400)]
+
+
+# -- the generator's fast paths give the point-by-point values ---------------------------------
+
+
+def _reference(fleet: Any, urn: str, measure: Any, query: Any, now: float) -> list[Any]:
+    """Point by point, straight from API.md: bounds inclusive, ``limit`` after ``order``."""
+    from iris360_async.testing.series import timestamp_naive, value_at
+
+    t0, iv = fleet.series_start, fleet.series_interval
+    ks = [k for k in range(0, int((now - t0) // iv) + 1)
+          if (query.start is None or t0 + k * iv >= query.start)
+          and (query.end is None or t0 + k * iv <= query.end)]
+    if query.descending:
+        ks.reverse()
+    return [{"timestamp": timestamp_naive(t0 + k * iv),
+             "value": value_at(fleet.seed, urn, measure, k, t0 + k * iv)}
+            for k in ks[: query.limit]]
+
+
+@pytest.mark.parametrize("interval", [600, 7, 3600])
+@pytest.mark.parametrize(
+    ("start", "end", "descending", "limit"),
+    [(None, None, False, 100), (None, None, True, 5), (3000, 90000, False, 10_000),
+     (3001, 90000, True, 7), (90000, 3000, False, 10), (None, 0, False, 3), (-50, 10, True, 1)],
+)
+def test_fast_generation_matches_point_by_point(
+    interval: int, start: int | None, end: int | None, descending: bool, limit: int
+) -> None:
+    from iris360_async.testing.fleet import MEASURES, Fleet
+    from iris360_async.testing.series import SeriesQuery, encoded_values, run_query
+
+    fleet = Fleet(devices=2, seed=11, tenant="t", scope="/", no_ota_fraction=0.0,
+                  extra_entities=0, connectors=0, series_start=START, series_interval=interval)
+    now = START + 2 * 86400 + 123
+    query = SeriesQuery(
+        start=None if start is None else START + start, end=None if end is None else START + end,
+        descending=descending, limit=limit, aggregation=None, period=(),
+    )
+    for measure in MEASURES["Device"] + MEASURES["Gateway"] + MEASURES["AirQualityObserved"]:
+        expected = _reference(fleet, URN, measure, query, now)
+        assert run_query(fleet, URN, measure, query, now) == expected
+        encoded = encoded_values(fleet, URN, measure, query, now)
+        assert encoded is not None
+        assert json.loads(encoded) == expected
+
+
+def test_values_repeat_only_after_65536_points_and_differ_between_series() -> None:
+    from iris360_async.testing.fleet import MEASURES
+    from iris360_async.testing.series import value_at, values_between
+
+    temperature = MEASURES["Device"][0]
+    many = values_between(1, URN, temperature, 0, 70_000, START, 600)
+    assert many == [value_at(1, URN, temperature, k, START + 600 * k) for k in range(70_001)]
+    assert many[:2000] != values_between(1, "urn:ngsi-ld:Device:SN000002", temperature,
+                                         0, 1999, START, 600)
+    assert len(set(many[:1000])) > 500  # noisy, not a constant

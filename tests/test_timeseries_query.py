@@ -244,9 +244,13 @@ async def test_fan_out_matches_single_request(
     options: dict[str, Any] = {
         "order": window.get("order") or ("asc" if "start" in window else "desc")
     }
-    for ours, wire in (("start", "start_date"), ("end", "end_date"), ("limit", "limit")):
+    for ours, wire in (("start", "start_date"), ("limit", "limit")):
         if ours in window:
             options[wire] = window[ours]
+    if "end" in window:  # query's end is exclusive, the server's inclusive
+        options["end_date"] = window["end"] - timedelta(microseconds=1)
+    if "start" in window and "limit" not in window:  # a whole range: every point
+        options["limit"] = 10**6
     reference = FakeTimeseries(data).answer(
         TimeSeriesRequest(
             devices, MEASURES, TimeSeriesOptions(tenant="libelium", scope="/", **options)
@@ -343,17 +347,27 @@ async def test_limit_omitted_unless_given_and_dates_in_utc() -> None:
     options = msgspec.json.decode(fake.bodies[0])[0]["options"]
     assert options["limit"] == 7
     assert options["start_date"] == "2025-01-01T12:00:00Z"
-    assert options["end_date"] == "2025-01-02T12:00:00Z"
+    # the server's end is inclusive: the last microsecond before the exclusive end is sent
+    assert options["end_date"] == "2025-01-02T11:59:59.999999Z"
     assert options["order"] == "asc"
     assert options["aggregation"] == {"type": "percentile-95", "interval": "PT15M"}
 
 
-async def test_relative_start_is_sent_as_duration() -> None:
+@pytest.mark.parametrize("start", [timedelta(hours=6), "PT6H", "PT5H60M"])
+async def test_durations_count_back_from_the_request_time(start: timedelta | str) -> None:
     fake = FakeTimeseries({})
-    await query_timeseries(
-        fake.get, [urn(0)], ["t"], tenant="t", scope="/", start=timedelta(hours=6)
-    )
-    assert msgspec.json.decode(fake.bodies[0])[0]["options"]["start_date"] == "PT6H"
+    now = datetime(2025, 3, 1, 12, tzinfo=UTC).timestamp()
+    await query_timeseries(fake.get, [urn(0)], ["t"], tenant="t", scope="/", start=start,
+                           limit=5, now=now)
+    options = msgspec.json.decode(fake.bodies[0])[0]["options"]
+    assert options["start_date"] == "2025-03-01T06:00:00Z"
+    assert "end_date" not in options  # with a limit and no end: up to the server's now
+    fake = FakeTimeseries({})
+    await query_timeseries(fake.get, [urn(0)], ["t"], tenant="t", scope="/", start=start,
+                           now=now)
+    options = msgspec.json.decode(fake.bodies[0])[0]["options"]
+    assert options["start_date"] == "2025-03-01T06:00:00Z"
+    assert options["end_date"] == "2025-03-01T11:59:59.999999Z"  # a whole range ends now
 
 
 async def test_duplicate_ids_are_queried_once() -> None:

@@ -3,6 +3,7 @@ batched concurrent requests give what one big ``client.timeseries.get`` call giv
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,9 +63,10 @@ async def test_fan_out_equals_one_big_request(emu: Iris360Emulator, window: dict
     async with client_for(emu) as client:
         order = window.get("order") or ("asc" if "start" in window else "desc")
         options: dict[str, Any] = {"order": order}
-        for ours, wire in (("start", "start_date"), ("end", "end_date")):
-            if ours in window:
-                options[wire] = window[ours]
+        if "start" in window:
+            options["start_date"] = window["start"]
+        if "end" in window:  # the server's end is inclusive, query's is exclusive
+            options["end_date"] = window["end"] - timedelta(microseconds=1)
         for key in ("limit", "aggregation"):
             if key in window:
                 options[key] = window[key]
@@ -167,3 +169,89 @@ async def test_client_query_method_uses_the_fan_out(emu: Iris360Emulator) -> Non
         plan_batches(DEVICES, MEASURES, 8)
     )
     assert all(r.options.tenant == emu.tenant for r in result.requests)
+
+
+# -- whole ranges ---------------------------------------------------------------------------
+
+
+async def test_a_month_returns_every_point_once(emu: Iris360Emulator) -> None:
+    start, end = datetime(2025, 2, 1), datetime(2025, 3, 3)  # 30 days, 4,320 points a pair
+    devices = DEVICES[:5]
+    measures = ["temperature", "humidity", "battery"]
+    async with client_for(emu) as client:
+        result = await client.timeseries.query(devices, measures, start=start, end=end)
+        [one] = await client.timeseries.get(
+            [TimeSeriesRequest(devices[:1], ["humidity"], TimeSeriesOptions(
+                start_date=start, end_date=end - timedelta(microseconds=1), limit=10_000))]
+        )  # fmt: skip
+    assert result.point_count == 5 * 3 * 4320
+    assert result.paged_pairs == 15  # the default page of 1,000 points needed five pages
+    assert result.truncated == []
+    assert result.missing == []
+    step = timedelta(minutes=10)
+    for series in result.series():
+        stamps = [p.timestamp for p in series.values]
+        assert stamps[0] == start.replace(tzinfo=stamps[0].tzinfo)
+        assert all(b - a == step for a, b in itertools.pairwise(stamps))
+    assert plain(result)[(devices[0], "humidity")] == plain([one])[(devices[0], "humidity")]
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "days", "page_size"),
+    [(TimeSeriesAggregation("mean", "PT1H"), 3, 10), (TimeSeriesAggregation("max", "PT2H"), 2, 7),
+     (TimeSeriesAggregation("moving_avg", "PT30M"), 1, 20)],
+)  # fmt: skip
+async def test_aggregated_ranges_page_like_one_request(
+    emu: Iris360Emulator, aggregation: TimeSeriesAggregation, days: int, page_size: int
+) -> None:
+    start = datetime(2025, 1, 3, 0, 20)
+    end = start + timedelta(days=days)
+    async with client_for(emu) as client:
+        paged = await client.timeseries.query(
+            DEVICES[:3], ["temperature", "battery"], start=start, end=end,
+            aggregation=aggregation, page_size=page_size,
+        )  # fmt: skip
+        [whole] = await client.timeseries.get([TimeSeriesRequest(
+            DEVICES[:3], ["temperature", "battery"], TimeSeriesOptions(
+                start_date=start, end_date=end - timedelta(microseconds=1), order="asc",
+                limit=10_000, aggregation=aggregation))])  # fmt: skip
+    assert paged.paged_pairs == 6
+    assert {k: [(t, pytest.approx(v)) for t, v in s] for k, s in plain(paged).items()} == plain(
+        [whole]
+    )
+
+
+async def test_get_flags_series_that_reached_the_limit(emu: Iris360Emulator) -> None:
+    window = {"start_date": datetime(2025, 1, 1), "end_date": datetime(2025, 1, 1, 0, 20)}
+    async with client_for(emu) as client:
+        answers = await client.timeseries.get([
+            TimeSeriesRequest(DEVICES[:2], ["temperature"], TimeSeriesOptions(**window, limit=3)),
+            TimeSeriesRequest(DEVICES[:2], ["temperature"], TimeSeriesOptions(**window, limit=2)),
+            TimeSeriesRequest(DEVICES[:1], ["humidity"], TimeSeriesOptions()),  # default 100
+        ])  # fmt: skip
+    assert [s.possibly_truncated for s in answers[0].time_series] == [True, True]  # 3 of 3
+    assert answers[0].truncated_count == 2
+    assert [len(s.values) for s in answers[1].time_series] == [2, 2]
+    assert answers[1].truncated_count == 2
+    assert answers[2].time_series[0].possibly_truncated
+    async with client_for(emu) as client:
+        [loose] = await client.timeseries.get([TimeSeriesRequest(
+            DEVICES[:1], ["temperature"], TimeSeriesOptions(**window, limit=4))])  # fmt: skip
+    assert loose.truncated_count == 0
+    assert not loose.time_series[0].possibly_truncated
+
+
+async def test_client_stream_pieces(emu: Iris360Emulator) -> None:
+    start = datetime(2025, 1, 2)
+    async with client_for(emu) as client:
+        count = 0
+        async with client.timeseries.stream(
+            DEVICES[:4], ["temperature"], start=start, end=start + timedelta(days=2),
+            page_size=50,
+        ) as pieces:  # fmt: skip
+            async for piece in pieces:
+                assert 0 < len(piece.values) <= 50
+                count += len(piece.values)
+    assert count == 4 * 288
+    assert pieces.paged_pairs == 4
+    assert pieces.missing == []

@@ -532,9 +532,9 @@ def _add_timeseries(sub: Any) -> None:
         tsub,
         "get",
         help="values of some measures of some devices in a time range",
-        description="Values of the given measures of the given devices (entity URNs) between "
-        "--start and --end (inclusive). Output rows: device_id, measure_id, timestamp (UTC, "
-        "ISO 8601), value.",
+        description="Values of the given measures of the given devices (entity URNs) from "
+        "--start (inclusive) to --end (exclusive). Output rows: device_id, measure_id, "
+        "timestamp (UTC, ISO 8601), value.",
         epilog="""\
 examples:
   iris360 timeseries get --device urn:ngsi-ld:Device:Device001 --measure temperature \\

@@ -42,7 +42,7 @@ from .timeseries import (
     TimeSeriesValue,
     WhereClause,
 )
-from .tsquery import BatchFailure, TimeSeriesResult, TimeSeriesRow
+from .tsquery import BatchFailure, TimeSeriesColumns, TimeSeriesResult, TimeSeriesRow
 
 __all__ = [
     "BatchFailure",
@@ -75,6 +75,7 @@ __all__ = [
     "TimeScopeAdjustment",
     "TimeSeries",
     "TimeSeriesAggregation",
+    "TimeSeriesColumns",
     "TimeSeriesOptions",
     "TimeSeriesRequest",
     "TimeSeriesResponse",

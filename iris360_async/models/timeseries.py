@@ -17,6 +17,7 @@ fast, the wire value is decoded natively by msgspec into :attr:`TimeSeriesValue.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +33,7 @@ from .._timeutil import (
 )
 
 __all__ = [
+    "DEFAULT_LIMIT",
     "TimeScope",
     "TimeScopeAdjustment",
     "TimeSeries",
@@ -42,6 +44,8 @@ __all__ = [
     "TimeSeriesValue",
     "WhereClause",
     "decode_timeseries_responses",
+    "effective_limit",
+    "mark_truncated",
 ]
 
 if TYPE_CHECKING:
@@ -227,11 +231,22 @@ class TimeSeriesValue(msgspec.Struct, frozen=True, gc=False):
 
 
 class TimeSeries(msgspec.Struct, frozen=True):
-    """The points of one (device, measure) pair."""
+    """The points of one (device, measure) pair.
+
+    Attributes:
+        device_id: entity URN.
+        measure_id: attribute name.
+        values: the points.
+        possibly_truncated: ``True`` when the series came back with as many points as the
+            request's ``limit`` (100 when the request left it unset): the server cut it there,
+            so there may be more points in the range. Set by ``client.timeseries.get``; not
+            part of the server's answer.
+    """
 
     device_id: str
     measure_id: str
     values: list[TimeSeriesValue] = msgspec.field(default_factory=list)
+    possibly_truncated: bool = False
 
 
 class TimeSeriesResponse(msgspec.Struct, frozen=True):
@@ -245,6 +260,42 @@ class TimeSeriesResponse(msgspec.Struct, frozen=True):
 
     time_series: list[TimeSeries] = msgspec.field(default_factory=list)
     options: TimeSeriesOptions = msgspec.field(default_factory=TimeSeriesOptions)
+
+    @property
+    def truncated_count(self) -> int:
+        """How many series came back with exactly ``limit`` points (see
+        :attr:`TimeSeries.possibly_truncated`)."""
+        return sum(1 for series in self.time_series if series.possibly_truncated)
+
+
+DEFAULT_LIMIT = 100
+"""Points per (device, measure) pair when a request leaves ``limit`` unset (API reference §4.1)."""
+
+
+def effective_limit(options: TimeSeriesOptions) -> int:
+    """The ``limit`` the server applies for ``options`` (its default when unset)."""
+    limit = options.limit
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else DEFAULT_LIMIT
+
+
+def mark_truncated(
+    requests: Sequence[TimeSeriesRequest], responses: Sequence[TimeSeriesResponse]
+) -> None:
+    """Flag every series that reached its request's ``limit`` as possibly truncated.
+
+    The limit is the one the server echoes in the response's options, else the request's,
+    else the server's default of 100. Requests and responses are paired by position.
+    """
+    for request, response in zip(requests, responses, strict=False):
+        echoed = response.options.limit
+        limit = (
+            echoed
+            if isinstance(echoed, int) and not isinstance(echoed, bool)
+            else effective_limit(request.options)
+        )
+        for series in response.time_series:
+            if len(series.values) >= limit:
+                msgspec.structs.force_setattr(series, "possibly_truncated", True)
 
 
 _FAST_DECODER = msgspec.json.Decoder(list[TimeSeriesResponse])

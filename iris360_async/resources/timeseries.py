@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
-from .._timeseries_query import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, query_timeseries
+from .._timeseries_query import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_PAGE_SIZE,
+    query_timeseries,
+    stream_timeseries,
+)
+from .._timeseries_stream import TimeSeriesStream
 from .._validation import validate_aggregation, validate_limit
 from ..errors import ResponseDecodeError
 from ..models.timeseries import (
@@ -18,6 +25,7 @@ from ..models.timeseries import (
     TimeSeriesRequest,
     TimeSeriesResponse,
     decode_timeseries_responses,
+    mark_truncated,
 )
 from ..models.tsquery import TimeSeriesResult
 from ._base import APIResource, decode_response
@@ -92,8 +100,11 @@ class TimeseriesResource(APIResource):
         """Run time-series requests in one call; one response per request, same order.
 
         Each request is evaluated for every (device, measure) pair; ``limit`` and aggregation
-        apply per pair. Pairs without data are simply absent (no error). The call uses the
-        client's ``timeseries_timeout`` (the server may take up to 180 s).
+        apply per pair. Pairs without data are simply absent (no error). A series that came
+        back with as many points as the limit (100 when unset) has
+        :attr:`~iris360_async.models.TimeSeries.possibly_truncated` set, and each response
+        counts them in :attr:`~iris360_async.models.TimeSeriesResponse.truncated_count`.
+        The call uses the client's ``timeseries_timeout`` (the server may take up to 180 s).
 
         Args:
             requests: see :class:`~iris360_async.models.TimeSeriesRequest`; ``tenant`` and
@@ -119,6 +130,7 @@ class TimeseriesResource(APIResource):
         results = decode_response(
             response, decode_timeseries_responses, "list[TimeSeriesResponse]"
         )
+        mark_truncated(prepared, results)
         if len(results) != len(prepared):
             raise ResponseDecodeError(
                 f"{response.method} {TIMESERIES_PATH} -> {response.status}: expected "
@@ -130,6 +142,14 @@ class TimeseriesResource(APIResource):
                 text="",
             )
         return results
+
+    def _pull_arguments(
+        self,
+        tenant: str | None,
+        scope: str | None,
+    ) -> dict[str, Any]:
+        tenant_value, scope_value = self._client.require_tenant_scope(tenant, scope)
+        return {"tenant": tenant_value, "scope": scope_value, "now": self._transport.clock.time()}
 
     async def query(
         self,
@@ -144,6 +164,7 @@ class TimeseriesResource(APIResource):
         order: Literal["asc", "desc"] | None = None,
         aggregation: TimeSeriesAggregation | tuple[str, str | timedelta] | None = None,
         period: Sequence[TimeScope] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
         requests_per_call: int = 1,
@@ -151,34 +172,96 @@ class TimeseriesResource(APIResource):
     ) -> TimeSeriesResult:
         """Many devices x measures as concurrent batched :meth:`get` calls, merged.
 
+        Ranges are half-open, ``start <= t < end``. With ``start`` and no ``limit`` every
+        point of the range is returned: pairs are paged by time (``page_size`` points per
+        pair and request); without ``end`` the range ends now. With ``limit``, at most that
+        many points per pair (pairs that reached it are listed in ``result.truncated``).
         ``tenant``/``scope`` default to the client's. The other arguments are those of
         :func:`iris360_async._timeseries_query.query_timeseries`: ``start``/``end`` as
-        ``datetime`` (naive = UTC), ``timedelta`` (now minus) or ISO 8601 string; ``limit``
-        points per (device, measure) pair; ``order`` (default ``desc`` without ``start``,
-        ``asc`` with it); ``aggregation`` as a struct or ``(type, interval)``; ``batch_size``
-        pairs per request; ``concurrency`` calls in flight.
+        ``datetime`` (naive = UTC), ISO 8601 string, or a duration back from now
+        (``timedelta`` or ``"P1D"``); ``order`` (default ``desc`` without ``start``,
+        ``asc`` with it); ``aggregation`` as a struct or ``(type, interval)``;
+        ``batch_size`` pairs per request; ``concurrency`` calls in flight.
 
         Raises:
-            TypeError, ValueError: bad arguments (nothing is sent).
+            TypeError, ValueError: bad arguments, e.g. ``start`` after ``end`` (nothing is
+                sent).
 
         Example:
-            >>> result = await iris.timeseries.query(devices, ["temperature"], limit=10)
+            >>> result = await iris.timeseries.query(
+            ...     devices, ["temperature"], start=datetime(2025, 11, 1),
+            ...     end=datetime(2025, 12, 1))
+            >>> frame = result.to_pandas()
         """
-        tenant_value, scope_value = self._client.require_tenant_scope(tenant, scope)
         return await query_timeseries(
             self.get,
             device_ids,
             measure_ids,
-            tenant=tenant_value,
-            scope=scope_value,
             start=start,
             end=end,
             limit=limit,
             order=order,
             aggregation=aggregation,
             period=period,
+            page_size=page_size,
             batch_size=batch_size,
             concurrency=concurrency,
             requests_per_call=requests_per_call,
             raise_on_error=raise_on_error,
+            **self._pull_arguments(tenant, scope),
+        )
+
+    def stream(
+        self,
+        device_ids: Iterable[str],
+        measure_ids: Iterable[str],
+        *,
+        tenant: str | None = None,
+        scope: str | None = None,
+        start: datetime | timedelta | str | None = None,
+        end: datetime | timedelta | str | None = None,
+        limit: int | None = None,
+        order: Literal["asc", "desc"] | None = None,
+        aggregation: TimeSeriesAggregation | tuple[str, str | timedelta] | None = None,
+        period: Sequence[TimeScope] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        requests_per_call: int = 1,
+        raise_on_error: bool = True,
+    ) -> TimeSeriesStream:
+        """The pull of :meth:`query` piece by piece, in bounded memory.
+
+        Same arguments as :meth:`query`. Use it with ``async with`` and iterate: every piece
+        is a :class:`~iris360_async.models.TimeSeries` with the new points of one page of one
+        pair (ascending in a whole-range pull; the pieces of a pair arrive in order, those of
+        different pairs interleave). At most about ``concurrency + 1`` answers are held at
+        once. After the loop the stream tells ``missing``, ``failures``, ``truncated`` and
+        ``paged_pairs`` as a :class:`~iris360_async.models.TimeSeriesResult` would.
+
+        Raises:
+            TypeError, ValueError: bad arguments (raised here; nothing is sent).
+
+        Example:
+            >>> async with iris.timeseries.stream(devices, ["temperature"],
+            ...                                   start=datetime(2025, 11, 1)) as pieces:
+            ...     async for piece in pieces:
+            ...         await db.write(piece.device_id, piece.measure_id, piece.values)
+        """
+        return stream_timeseries(
+            self.get,
+            device_ids,
+            measure_ids,
+            start=start,
+            end=end,
+            limit=limit,
+            order=order,
+            aggregation=aggregation,
+            period=period,
+            page_size=page_size,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            requests_per_call=requests_per_call,
+            raise_on_error=raise_on_error,
+            **self._pull_arguments(tenant, scope),
         )
