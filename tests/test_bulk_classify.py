@@ -364,18 +364,3 @@ def test_outcome_is_picklable_and_frozen() -> None:
     assert pickle.loads(pickle.dumps(o)) == o
     with pytest.raises(AttributeError):
         o.serial = "B"  # type: ignore[misc]
-
-
-@settings(max_examples=100)
-@given(st.lists(st.text(max_size=6), max_size=3000))
-def test_compact_hash_set_behaves_like_a_set(keys: list[str]) -> None:
-    from iris360_async._bulk import _HashSet
-
-    compact = _HashSet(bits=2)  # tiny tables: growth happens often
-    reference: set[str] = set()
-    for key in keys:
-        assert compact.add_new(key) is (key not in reference)
-        reference.add(key)
-        assert key in compact
-    assert len(compact) == len(reference)
-    assert all(k in compact for k in reference)

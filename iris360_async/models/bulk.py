@@ -186,6 +186,26 @@ class CommandReport:
             self.failures.append(outcome)
         self._index = None
 
+    def _record(self, outcomes: list[CommandOutcome], *, keep: bool) -> None:
+        """Account settled ``outcomes``; ``keep=False`` (streaming jobs): counts only."""
+        if keep:
+            sent = self.sent
+            n_sent = 0
+            for outcome in outcomes:
+                if outcome.status is CommandStatus.SENT:
+                    sent.append(outcome.serial)
+                    n_sent += 1
+                else:
+                    self._add(outcome)
+            self.counts["sent"] += n_sent
+            self._index = None
+            return
+        counts = self.counts
+        for outcome in outcomes:
+            counts[outcome.status._value_] += 1
+            if outcome.earlier is not None:
+                self._add_earlier(outcome, keep=False)
+
     def _add_earlier(self, outcome: CommandOutcome, *, keep: bool) -> None:
         """Account a serial skipped because the journal settled it (``outcome.earlier``)."""
         earlier = outcome.earlier
