@@ -276,7 +276,7 @@ async def test_in_flight_never_above_concurrency_and_read_ahead_bounded(
         nonlocal read, max_unsettled
         for s in serials_(400):
             read += 1
-            max_unsettled = max(max_unsettled, read - dispatcher._settled)
+            max_unsettled = max(max_unsettled, read - dispatcher._ledger.settled)
             yield s
 
     report = await dispatcher.run(gen())

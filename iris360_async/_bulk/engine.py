@@ -22,6 +22,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from functools import partial
 from typing import Any
 
 import anyio
@@ -68,6 +69,68 @@ class _RateLimiter:
             await self._clock.sleep(start - now)
 
 
+class _Ledger:
+    """Where outcomes settle: the report, the journal, the failure budget and progress."""
+
+    __slots__ = ("_clock", "_failures", "_last", "_options", "journal", "keep", "report",
+                 "settled", "started")
+
+    def __init__(self, options: JobOptions, clock: Clock) -> None:
+        self._options = options
+        self._clock = clock
+        self.report = CommandReport()
+        self.keep = True  # False: counts only (streaming jobs)
+        self.journal: Journal | None = None
+        self.settled = 0
+        self._failures = 0
+        self.started = self._last = 0.0
+
+    def start(self) -> None:
+        self.started = self._last = self._clock.monotonic()
+
+    def settle(self, outcomes: list[CommandOutcome]) -> bool:
+        """Account ``outcomes`` (synchronous: also runs while cancelled); whether the
+        ``max_failures`` budget is spent."""
+        self.report._record(outcomes, keep=self.keep)
+        self.settled += len(outcomes)
+        if self.journal is not None:
+            self.journal.write_outcomes(outcomes)
+            self.journal.flush()
+        limit = self._options.max_failures
+        if limit is None:
+            return False
+        self._failures += sum(1 for o in outcomes if o.status in FAILURE_STATUSES)
+        return self._failures >= limit
+
+    async def progress(self, in_flight: int, stopped: str | None, final: bool = False) -> None:
+        """Call ``on_progress`` when due (at most every ``progress_interval``; always when
+        ``final``)."""
+        callback = self._options.on_progress
+        if callback is None:
+            return
+        now = self._clock.monotonic()
+        if not final and now - self._last < self._options.progress_interval:
+            return
+        self._last = now
+        elapsed = now - self.started
+        report = self.report
+        result = callback(
+            ProgressStats(
+                elapsed=elapsed,
+                read=report.total,
+                settled=self.settled,
+                counts=dict(report.counts),
+                in_flight_chunks=in_flight,
+                requests=report.requests,
+                rate=self.settled / elapsed if elapsed > 0 else 0.0,
+                done=final,
+                stopped_reason=stopped,
+            )
+        )
+        if inspect.isawaitable(result):
+            await result
+
+
 class CommandDispatcher:
     """Runs one bulk command job over a ``send_chunk`` callable (the rules: docs/bulk.md).
 
@@ -112,10 +175,9 @@ class CommandDispatcher:
         self._limiter = _RateLimiter(rate, self._clock) if rate is not None else None
         self._random = random.Random()
 
-        self.report = CommandReport()
-        self._keep = True
+        self._ledger = _Ledger(options, self._clock)
+        self.report = self._ledger.report
         self._used = False
-        self._journal: Journal | None = None
         self._intake: Intake | None = None
         self._stop_reason: str | None = None
         self._read_lock = asyncio.Lock()  # taken without yielding when free
@@ -125,11 +187,7 @@ class CommandDispatcher:
         self._workers = 0
         self._cancel_detail = "the job was cancelled while the request was in flight"
         self._fatal: BaseException | None = None
-        self._failures = 0
         self._in_flight = 0
-        self._settled = 0
-        self._started = 0.0
-        self._last_progress = 0.0
 
     # -- public ----------------------------------------------------------------------------
 
@@ -157,7 +215,7 @@ class CommandDispatcher:
         await self._execute(serials, None)
         return self.report
 
-    async def stream(
+    def stream(
         self, serials: Iterable[Any] | AsyncIterable[Any]
     ) -> AsyncGenerator[CommandOutcome, None]:
         """Run the job over ``serials``, yielding every outcome as its chunk settles.
@@ -167,29 +225,8 @@ class CommandDispatcher:
         ``contextlib.aclosing`` to make that deterministic. :attr:`report` keeps counts only.
         """
         check_input(serials)
-        self._keep = False
-        tx, rx = anyio.create_memory_object_stream[list[CommandOutcome]](
-            self.options.concurrency
-        )
-
-        async def produce() -> None:
-            with tx:
-                await self._execute(serials, tx.send)
-
-        task = asyncio.get_running_loop().create_task(produce())
-        try:
-            async for batch in rx:
-                for outcome in batch:
-                    yield outcome
-            await task
-        finally:
-            if not task.done():
-                task.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait({task})
-            rx.close()
-            if not task.cancelled():
-                task.exception()  # retrieved (raised above when it ended the loop)
+        self._ledger.keep = False
+        return _batches_of(partial(self._execute, serials), self.options.concurrency)
 
     # -- job -------------------------------------------------------------------------------
 
@@ -202,7 +239,7 @@ class CommandDispatcher:
         check_input(serials)
         opts = self.options
         if opts.journal is not None:
-            self._journal = Journal.open(
+            self._ledger.journal = Journal.open(
                 opts.journal,
                 self._commands,
                 target=self._journal_target,
@@ -215,10 +252,10 @@ class CommandDispatcher:
 
         planner = ChunkPlanner(opts.chunk_size, opts.max_body_bytes, self._base_bytes)
         self._intake = Intake(
-            serials, planner, self.report, emit, dedupe=opts.dedupe, journal=self._journal,
+            serials, planner, self.report, emit, dedupe=opts.dedupe, journal=self._ledger.journal,
             resend=frozenset(opts.resend or ()),
         )
-        self._started = self._last_progress = self._clock.monotonic()
+        self._ledger.start()
         cancelled = False
         try:
             async with anyio.create_task_group() as outer:
@@ -242,7 +279,7 @@ class CommandDispatcher:
             self._finish()
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._progress(final=True)
+                    await self._ledger.progress(self._in_flight, self._stop_reason, final=True)
                 finally:
                     if cancelled and opts.on_cancel is not None:
                         opts.on_cancel(self.report)
@@ -259,10 +296,10 @@ class CommandDispatcher:
         return out
 
     def _finish(self) -> None:
-        self.report.elapsed = self._clock.monotonic() - self._started
+        self.report.elapsed = self._clock.monotonic() - self._ledger.started
         self.report.stopped_reason = self._stop_reason
-        if self._journal is not None:
-            self._journal.close()
+        if self._ledger.journal is not None:
+            self._ledger.journal.close()
 
     def _request_stop(self, reason: str) -> None:
         """Stop reading input; in-flight chunks settle (or are cancelled by the caller)."""
@@ -344,9 +381,10 @@ class CommandDispatcher:
             while True:
                 if self._limiter is not None:
                     await self._limiter.acquire()
-                if not sent_once and self._journal is not None:
-                    self._journal.write_inflight(index, serials)
-                    self._journal.flush()
+                journal = self._ledger.journal
+                if not sent_once and journal is not None:
+                    journal.write_inflight(index, serials)
+                    journal.flush()
                 sent_once = True
                 outcomes, retryable = await self._send(serials)
                 if not retryable or attempt >= opts.retry_unknown or self._stop_reason:
@@ -384,45 +422,38 @@ class CommandDispatcher:
     # -- settling --------------------------------------------------------------------------
 
     def _settle(self, outcomes: list[CommandOutcome]) -> None:
-        """Account ``outcomes`` (synchronous: also runs while cancelled)."""
-        self.report._record(outcomes, keep=self._keep)
-        self._settled += len(outcomes)
-        if self._journal is not None:
-            self._journal.write_outcomes(outcomes)
-            self._journal.flush()
-        limit = self.options.max_failures
-        if limit is not None:
-            self._failures += sum(1 for o in outcomes if o.status in FAILURE_STATUSES)
-            if self._failures >= limit:
-                self._request_stop("max_failures")
+        if self._ledger.settle(outcomes):
+            self._request_stop("max_failures")
 
     async def _deliver(self, outcomes: list[CommandOutcome], sink: _Sink | None) -> None:
         self._settle(outcomes)
-        if self.options.on_progress is not None:
-            await self._progress()
+        await self._ledger.progress(self._in_flight, self._stop_reason)
         if sink is not None and outcomes:
             await sink(outcomes)
 
-    async def _progress(self, final: bool = False) -> None:
-        callback = self.options.on_progress
-        if callback is None:
-            return
-        now = self._clock.monotonic()
-        if not final and now - self._last_progress < self.options.progress_interval:
-            return
-        self._last_progress = now
-        elapsed = now - self._started
-        stats = ProgressStats(
-            elapsed=elapsed,
-            read=self.report.total,
-            settled=self._settled,
-            counts=dict(self.report.counts),
-            in_flight_chunks=self._in_flight,
-            requests=self.report.requests,
-            rate=self._settled / elapsed if elapsed > 0 else 0.0,
-            done=final,
-            stopped_reason=self._stop_reason,
-        )
-        result = callback(stats)
-        if inspect.isawaitable(result):
-            await result
+
+async def _batches_of(
+    produce: Callable[[_Sink], Awaitable[None]], capacity: int
+) -> AsyncGenerator[CommandOutcome, None]:
+    """Run ``produce(sink)`` as a task and yield the outcomes it sends; leaving early cancels
+    the task and waits for it."""
+    tx, rx = anyio.create_memory_object_stream[list[CommandOutcome]](capacity)
+
+    async def run() -> None:
+        with tx:
+            await produce(tx.send)
+
+    task = asyncio.get_running_loop().create_task(run())
+    try:
+        async for batch in rx:
+            for outcome in batch:
+                yield outcome
+        await task
+    finally:
+        if not task.done():
+            task.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({task})
+        rx.close()
+        if not task.cancelled():
+            task.exception()  # retrieved (raised above when it ended the loop)
