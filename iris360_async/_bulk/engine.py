@@ -85,8 +85,24 @@ class _Ledger:
         self._failures = 0
         self.started = self._last = 0.0
 
+    def open_journal(self, commands: Mapping[str, Any], target: JournalTarget | None) -> None:
+        """Open and lock the job's journal, when it has one."""
+        opts = self._options
+        if opts.journal is not None:
+            self.journal = Journal.open(
+                opts.journal, commands, target=target, force=opts.journal_force,
+                fsync=opts.journal_fsync,
+            )
+
     def start(self) -> None:
         self.started = self._last = self._clock.monotonic()
+
+    def close(self, stopped_reason: str | None) -> None:
+        """The job ended: elapsed time and stop reason into the report; the journal closed."""
+        self.report.elapsed = self._clock.monotonic() - self.started
+        self.report.stopped_reason = stopped_reason
+        if self.journal is not None:
+            self.journal.close()
 
     def settle(self, outcomes: list[CommandOutcome]) -> bool:
         """Account ``outcomes`` (synchronous: also runs while cancelled); whether the
@@ -238,22 +254,15 @@ class CommandDispatcher:
         self._used = True
         check_input(serials)
         opts = self.options
-        if opts.journal is not None:
-            self._ledger.journal = Journal.open(
-                opts.journal,
-                self._commands,
-                target=self._journal_target,
-                force=opts.journal_force,
-                fsync=opts.journal_fsync,
-            )
+        self._ledger.open_journal(self._commands, self._journal_target)
 
         async def emit(outcomes: list[CommandOutcome]) -> None:
             await self._deliver(outcomes, sink)
 
         planner = ChunkPlanner(opts.chunk_size, opts.max_body_bytes, self._base_bytes)
         self._intake = Intake(
-            serials, planner, self.report, emit, dedupe=opts.dedupe, journal=self._ledger.journal,
-            resend=frozenset(opts.resend or ()),
+            serials, planner, self.report, emit, dedupe=opts.dedupe,
+            journal=self._ledger.journal, resend=frozenset(opts.resend or ()),
         )
         self._ledger.start()
         cancelled = False
@@ -276,7 +285,7 @@ class CommandDispatcher:
             self._settle(self._stranded())
             raise
         finally:
-            self._finish()
+            self._ledger.close(self._stop_reason)
             with anyio.CancelScope(shield=True):
                 try:
                     await self._ledger.progress(self._in_flight, self._stop_reason, final=True)
@@ -294,12 +303,6 @@ class CommandDispatcher:
         if unsent:
             out.extend(not_sent(unsent, self._stop_reason or "cancelled"))
         return out
-
-    def _finish(self) -> None:
-        self.report.elapsed = self._clock.monotonic() - self._ledger.started
-        self.report.stopped_reason = self._stop_reason
-        if self._ledger.journal is not None:
-            self._ledger.journal.close()
 
     def _request_stop(self, reason: str) -> None:
         """Stop reading input; in-flight chunks settle (or are cancelled by the caller)."""
