@@ -364,3 +364,26 @@ def test_outcome_is_picklable_and_frozen() -> None:
     assert pickle.loads(pickle.dumps(o)) == o
     with pytest.raises(AttributeError):
         o.serial = "B"  # type: ignore[misc]
+
+
+@settings(max_examples=100)
+@given(
+    st.lists(st.lists(st.text(min_size=1, max_size=8), max_size=30), max_size=8),
+    st.integers(1, 7),
+    st.sampled_from([None, 60, 120]),
+)
+def test_planner_feed_cuts_like_add(
+    batches: list[list[str]], chunk_size: int, limit: int | None
+) -> None:
+    base = body_base_size({"w_ota": True})
+    max_body = None if limit is None else base + limit
+    fed, added = ChunkPlanner(chunk_size, max_body, base), ChunkPlanner(chunk_size, max_body, base)
+    by_feed: list[list[str]] = []
+    by_add: list[list[str]] = []
+    for batch in batches:
+        fits = [s for s in batch if fed.fits_alone(s)]
+        by_feed.extend(fed.feed(fits))
+        by_add.extend(done for done in map(added.add, fits) if done is not None)
+        assert len(fed) == len(added) == len(fed.pending())
+    assert by_feed == by_add
+    assert fed.flush() == added.flush()

@@ -38,6 +38,7 @@ _UNKNOWN = CommandStatus.UNKNOWN
 _SKIPPED = CommandStatus.SKIPPED
 
 _encode = msgspec.json.encode
+_SENT_BODY = {"data": SENT_MESSAGE}
 
 
 class BulkItem(Protocol):
@@ -117,11 +118,10 @@ def classify_chunk(
         if isinstance(item, MalformedBulkItem):
             reason = f"unrecognised item: not an object with 'original': {_describe(original)}"
             append(CommandOutcome(serial, _UNKNOWN, reason, original))
-            continue
-        status, detail = classify_item(original)
-        if status is _SENT:
+        elif original == _SENT_BODY:
             append(CommandOutcome(serial, _SENT))
         else:
+            status, detail = classify_item(original)
             append(CommandOutcome(serial, status, detail, original))
     return out, False
 

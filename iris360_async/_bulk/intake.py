@@ -199,22 +199,19 @@ class Intake:
 
     def _accept(self, items: list[Any]) -> None:
         """Apply the input rules to ``items``, in order."""
-        immediate = self._immediate
         seen = self._seen
-        journal = self._journal
         planner = self._planner
-        check_size = planner.max_body_bytes is not None
+        check = self._journal is not None or planner.max_body_bytes is not None
+        accepted: list[str] = []
+        keep = accepted.append
         read = 0
         for item in items:
             if not isinstance(item, str):
                 read += 1
-                immediate.append(
-                    CommandOutcome(
-                        repr(item),
-                        CommandStatus.FAILED,
-                        f"{NOT_SENT_PREFIX} invalid serial: expected str, "
-                        f"got {type(item).__name__}",
-                    )
+                self._settle_now(
+                    repr(item),
+                    CommandStatus.FAILED,
+                    f"{NOT_SENT_PREFIX} invalid serial: expected str, got {type(item).__name__}",
                 )
                 continue
             serial = item.strip()
@@ -223,22 +220,29 @@ class Intake:
             read += 1
             if seen is not None:
                 if serial in seen:
-                    immediate.append(CommandOutcome(serial, CommandStatus.SKIPPED, _DUPLICATE))
+                    self._settle_now(serial, CommandStatus.SKIPPED, _DUPLICATE)
                     continue
                 seen.add(serial)
-            if journal is not None:
-                skipped = _journal_skip(journal, serial, self._resend)
-                if skipped is not None:
-                    immediate.append(skipped)
-                    continue
-            if check_size and not planner.fits_alone(serial):
-                immediate.append(CommandOutcome(serial, CommandStatus.FAILED, _TOO_LONG))
-                continue
-            done = planner.add(serial)
-            if done is not None:
-                self._ready.append(done)
+            if not check or self._sendable(serial):
+                keep(serial)
         self._report.total += read
+        self._ready.extend(planner.feed(accepted))
 
+    def _settle_now(self, serial: str, status: CommandStatus, detail: str) -> None:
+        self._immediate.append(CommandOutcome(serial, status, detail))
+
+    def _sendable(self, serial: str) -> bool:
+        """Whether ``serial`` is to be sent: not settled by an earlier run (journal), short
+        enough for ``max_body_bytes``; otherwise its outcome is settled now."""
+        if self._journal is not None:
+            skipped = _journal_skip(self._journal, serial, self._resend)
+            if skipped is not None:
+                self._immediate.append(skipped)
+                return False
+        if not self._planner.fits_alone(serial):
+            self._settle_now(serial, CommandStatus.FAILED, _TOO_LONG)
+            return False
+        return True
 
 def _journal_skip(journal: Journal, serial: str, resend: frozenset[str]) -> CommandOutcome | None:
     """The ``skipped`` outcome of a serial an earlier run settled (carrying how it ended then),

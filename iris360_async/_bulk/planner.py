@@ -84,6 +84,23 @@ class ChunkPlanner:
             return current
         return done
 
+    def feed(self, serials: list[str]) -> list[list[str]]:
+        """Add ``serials`` in order; the chunks they closed (see :meth:`add`)."""
+        if self.max_body_bytes is not None:
+            return [done for done in map(self.add, serials) if done is not None]
+        out: list[list[str]] = []
+        size = self.chunk_size
+        current = self._current
+        start = 0
+        while len(serials) - start >= size - len(current):
+            end = start + size - len(current)
+            current.extend(serials[start:end])
+            out.append(current)
+            current = self._current = []
+            start = end
+        current.extend(serials[start:])
+        return out
+
     def flush(self) -> list[str] | None:
         """The last, partial chunk (``None`` when empty)."""
         current = self._current

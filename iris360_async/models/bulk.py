@@ -188,20 +188,20 @@ class CommandReport:
 
     def _record(self, outcomes: list[CommandOutcome], *, keep: bool) -> None:
         """Account settled ``outcomes``; ``keep=False`` (streaming jobs): counts only."""
+        sent = CommandStatus.SENT
+        others = [o for o in outcomes if o.status is not sent]
+        self.counts["sent"] += len(outcomes) - len(others)
         if keep:
-            sent = self.sent
-            n_sent = 0
-            for outcome in outcomes:
-                if outcome.status is CommandStatus.SENT:
-                    sent.append(outcome.serial)
-                    n_sent += 1
-                else:
+            if others:
+                self.sent.extend([o.serial for o in outcomes if o.status is sent])
+                for outcome in others:
                     self._add(outcome)
-            self.counts["sent"] += n_sent
+            else:
+                self.sent.extend([o.serial for o in outcomes])
             self._index = None
             return
         counts = self.counts
-        for outcome in outcomes:
+        for outcome in others:
             counts[outcome.status._value_] += 1
             if outcome.earlier is not None:
                 self._add_earlier(outcome, keep=False)
