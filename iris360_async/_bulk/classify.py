@@ -1,8 +1,7 @@
 """What a chunk's answer, or its failure, means for each serial (pure).
 
 The rules (which body is ``sent``, what makes a chunk ``unknown``, the ``not sent:`` details)
-are the table of docs/bulk.md ("What each outcome means"); this module is their one
-implementation.
+are the table of docs/bulk.md ("Outcomes"); this module is their one implementation.
 """
 
 from __future__ import annotations
