@@ -367,15 +367,23 @@ def test_outcome_is_picklable_and_frozen() -> None:
 
 
 @settings(max_examples=100)
-@given(st.lists(st.text(max_size=6), max_size=3000))
-def test_compact_hash_set_behaves_like_a_set(keys: list[str]) -> None:
-    from iris360_async._bulk import _HashSet
-
-    compact = _HashSet(bits=2)  # tiny tables: growth happens often
-    reference: set[str] = set()
-    for key in keys:
-        assert compact.add_new(key) is (key not in reference)
-        reference.add(key)
-        assert key in compact
-    assert len(compact) == len(reference)
-    assert all(k in compact for k in reference)
+@given(
+    st.lists(st.lists(st.text(min_size=1, max_size=8), max_size=30), max_size=8),
+    st.integers(1, 7),
+    st.sampled_from([None, 60, 120]),
+)
+def test_planner_feed_cuts_like_add(
+    batches: list[list[str]], chunk_size: int, limit: int | None
+) -> None:
+    base = body_base_size({"w_ota": True})
+    max_body = None if limit is None else base + limit
+    fed, added = ChunkPlanner(chunk_size, max_body, base), ChunkPlanner(chunk_size, max_body, base)
+    by_feed: list[list[str]] = []
+    by_add: list[list[str]] = []
+    for batch in batches:
+        fits = [s for s in batch if fed.fits_alone(s)]
+        by_feed.extend(fed.feed(fits))
+        by_add.extend(done for done in map(added.add, fits) if done is not None)
+        assert len(fed) == len(added) == len(fed.pending())
+    assert by_feed == by_add
+    assert fed.flush() == added.flush()

@@ -18,7 +18,7 @@ from test_bulk_engine import FakeServer, check_accounting, http_error, serials_
 
 from iris360_async import Iris360Client, errors
 from iris360_async._bulk import CommandDispatcher, resend_statuses, send_commands
-from iris360_async._journal import (
+from iris360_async._bulk.journal import (
     Journal,
     JournalLockedError,
     JournalTarget,
@@ -284,7 +284,7 @@ def test_a_journal_locked_by_another_process_is_refused(tmp_path: Path) -> None:
 
 LOCK_HOLDER = """
 import sys
-from iris360_async._journal import Journal
+from iris360_async._bulk.journal import Journal
 journal = Journal.open(sys.argv[1], {"w_ota": True})
 print("locked", flush=True)
 sys.stdin.read()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import inspect
+import pydoc
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
@@ -14,9 +18,10 @@ import msgspec
 import pytest
 
 from iris360_async import errors
-from iris360_async._bulk import CommandDispatcher, send_commands, stream_commands
+from iris360_async._bulk import CommandDispatcher, JobOptions, send_commands, stream_commands
 from iris360_async._retry import ManualClock
 from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus, ProgressStats
+from iris360_async.resources.devices import DevicesResource
 
 SENT_BODY = {"data": "Command sent!!"}
 REJECT_BODY = {"errors": "You cannot send any of: w_ota"}
@@ -276,7 +281,7 @@ async def test_in_flight_never_above_concurrency_and_read_ahead_bounded(
         nonlocal read, max_unsettled
         for s in serials_(400):
             read += 1
-            max_unsettled = max(max_unsettled, read - dispatcher._settled)
+            max_unsettled = max(max_unsettled, read - dispatcher._ledger.settled)
             yield s
 
     report = await dispatcher.run(gen())
@@ -712,22 +717,17 @@ async def test_input_error_stops_the_job_and_is_raised() -> None:
     assert d.report.stopped_reason == "error: OSError"
 
 
-# -- long inputs in memory: checked for repeats once, before the job ---------------------------
-
-
-class _SerialList(list[Any]):
-    pass
+# -- long inputs in memory ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", [list, tuple])
-async def test_long_distinct_input_skips_deduplication(kind: type[Any]) -> None:
+async def test_long_distinct_input_is_sent_once(kind: type[Any]) -> None:
     base = serials_(25_000)
     server = FakeServer(steps=0)
     d = CommandDispatcher(server, {"w_ota": True}, chunk_size=500, concurrency=4)
     report = await d.run(kind(base))
     check_accounting(report)
     assert report.counts["sent"] == 25_000
-    assert d._seen is None  # the input was proven distinct: no set of every serial
     assert sorted(server.applied) == base
     assert set(server.applied.values()) == {1}
 
@@ -747,7 +747,6 @@ async def test_long_input_with_repeats_blanks_or_junk_is_still_exact(extra: list
     d = CommandDispatcher(server, {"w_ota": True}, chunk_size=500, concurrency=4)
     report = await d.run([*base[:12_000], *extra, *base[12_000:]])
     check_accounting(report)
-    assert d._seen is not None
     assert report.counts["sent"] == 25_000
     assert set(server.applied.values()) == {1}
     strings = [e for e in extra if isinstance(e, str) and e.strip()]
@@ -757,10 +756,39 @@ async def test_long_input_with_repeats_blanks_or_junk_is_still_exact(extra: list
     )
 
 
-async def test_long_list_subclass_is_not_scanned() -> None:
-    base = serials_(25_000)
-    server = FakeServer(steps=0)
-    d = CommandDispatcher(server, {"w_ota": True}, chunk_size=500, concurrency=4)
-    report = await d.run(_SerialList(base))
-    assert report.counts["sent"] == 25_000
-    assert d._seen is not None
+# -- options: one dataclass, visible in every entry point --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        send_commands,
+        stream_commands,
+        DevicesResource.send_commands,
+        DevicesResource.stream_commands,
+    ],
+    ids=["send_commands", "stream_commands", "devices.send_commands", "devices.stream_commands"],
+)
+def test_entry_points_show_every_option_by_name_type_and_default(entry: Any) -> None:
+    params = inspect.signature(entry).parameters
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for field in dataclasses.fields(JobOptions):
+        param = params[field.name]
+        assert param.kind is inspect.Parameter.KEYWORD_ONLY, field.name
+        assert param.default == field.default, field.name
+        assert param.annotation == field.type, field.name
+    shown = pydoc.render_doc(entry, renderer=pydoc.plaintext)
+    assert re.search(r"chunk_size: '?int'? = 100", shown), shown
+
+
+def test_options_are_frozen_and_validated_once() -> None:
+    options = JobOptions(chunk_size=5, resend="failed, unknown")
+    assert options.resend == frozenset({"failed", "unknown"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.chunk_size = 6  # type: ignore[misc]
+    with pytest.raises(ValueError, match="concurrency must be <= 1024"):
+        JobOptions(concurrency=1025)
+    with pytest.raises(TypeError, match="chunk_size must be an int"):
+        JobOptions(chunk_size=True)
+    d = CommandDispatcher(FakeServer(), {"w_ota": True}, options, concurrency=2)
+    assert (d.options.chunk_size, d.options.concurrency) == (5, 2)

@@ -13,7 +13,7 @@ from test_bulk_engine import FakeServer, check_accounting, http_error, serials_
 
 from iris360_async import errors
 from iris360_async._bulk import CommandDispatcher, send_commands
-from iris360_async._journal import INFLIGHT, Journal, commands_digest
+from iris360_async._bulk.journal import INFLIGHT, Journal, commands_digest
 from iris360_async.models.bulk import CommandOutcome, CommandStatus
 
 CMD = {"w_ota": True}
@@ -220,7 +220,7 @@ async def test_cancelled_job_journals_in_flight_as_unknown(tmp_path: Path) -> No
 
 
 def test_read_previous_is_read_only(tmp_path: Path) -> None:
-    from iris360_async._journal import read_previous
+    from iris360_async._bulk.journal import read_previous
 
     path = tmp_path / "job.jsonl"
     assert read_previous(path, CMD) == {}
@@ -238,7 +238,7 @@ def test_read_previous_is_read_only(tmp_path: Path) -> None:
 
 
 def test_failures_that_never_reached_a_device_are_not_settled(tmp_path: Path) -> None:
-    from iris360_async._journal import read_previous
+    from iris360_async._bulk.journal import read_previous
 
     path = tmp_path / "j.jsonl"
     journal = Journal.open(path, {"w_ota": True})

@@ -186,6 +186,26 @@ class CommandReport:
             self.failures.append(outcome)
         self._index = None
 
+    def _record(self, outcomes: list[CommandOutcome], *, keep: bool) -> None:
+        """Account settled ``outcomes``; ``keep=False`` (streaming jobs): counts only."""
+        sent = CommandStatus.SENT
+        others = [o for o in outcomes if o.status is not sent]
+        self.counts["sent"] += len(outcomes) - len(others)
+        if keep:
+            if others:
+                self.sent.extend([o.serial for o in outcomes if o.status is sent])
+                for outcome in others:
+                    self._add(outcome)
+            else:
+                self.sent.extend([o.serial for o in outcomes])
+            self._index = None
+            return
+        counts = self.counts
+        for outcome in others:
+            counts[outcome.status._value_] += 1
+            if outcome.earlier is not None:
+                self._add_earlier(outcome, keep=False)
+
     def _add_earlier(self, outcome: CommandOutcome, *, keep: bool) -> None:
         """Account a serial skipped because the journal settled it (``outcome.earlier``)."""
         earlier = outcome.earlier

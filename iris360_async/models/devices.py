@@ -157,7 +157,3 @@ class ImportResult(msgspec.Struct, frozen=True):
     message: str | None = None
     data: Any = None
 
-
-SENT_ITEM = BulkCommandItemResult(headers={}, original={"data": "Command sent!!"})
-"""The documented success item, shared: the devices resource answers the platform's exact
-all-sent body with ``[SENT_ITEM] * n``, which the bulk engine recognises by identity."""

@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Mapping,
     Sequence,
 )
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeAlias
+from typing import IO, Any, TypeAlias
 
 import aiohttp
 import anyio
 import msgspec
 
-from .._bulk import CommandDispatcher, JobOptions
-from .._journal import JournalTarget
+from .._bulk import CancelCallback, CommandDispatcher, JobOptions, ProgressCallback
+from .._bulk.journal import JournalTarget
 from .._pagination import AsyncPaginator, FetchPage
 from .._validation import (
     validate_commands,
     validate_page_size,
     validate_serials,
 )
-from ..models.bulk import CommandOutcome, CommandReport
+from ..models.bulk import CommandOutcome, CommandReport, CommandStatus
 from ..models.common import Page
 from ..models.devices import (
-    SENT_ITEM,
     BulkCommandItemResult,
     Device,
     DevicePaginationRequest,
@@ -39,9 +38,6 @@ from ..models.devices import (
     MalformedBulkItem,
 )
 from ._base import APIResource, decode_response
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = ["DEVICE_ORDER_COLUMNS", "BulkSender", "DevicesResource", "FileInput"]
 
@@ -85,20 +81,6 @@ def _optional_str(name: str, value: object) -> str | msgspec.UnsetType:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, got {type(value).__name__}")
     return value
-
-
-_ALL_SENT_ITEM = b'{"headers":{},"original":{"data":"Command sent!!"},"exception":null}'
-_ALL_SENT_ITEM_LEN = len(_ALL_SENT_ITEM)
-
-
-@functools.lru_cache(maxsize=64)
-def _all_sent_body(n: int) -> bytes:
-    """The exact 207 body the platform sends when the command reached all ``n`` devices.
-
-    Comparing bytes with it settles the common case without decoding ``n`` items; any other
-    body (a different spelling included) goes through the full decoder.
-    """
-    return b"[" + b",".join([_ALL_SENT_ITEM] * n) + b"]"
 
 
 def _decode_bulk_results(content: bytes) -> list[BulkCommandItemResult]:
@@ -247,7 +229,7 @@ class DevicesResource(APIResource):
         return await self.bulk_sender(checked)(items)
 
     def bulk_sender(self, commands: Mapping[str, Any]) -> BulkSender:
-        """A fast ``send(serials)`` callable for one command set (the bulk engine's hot path).
+        """A ``send(serials)`` callable for one command set (what the bulk engine calls).
 
         ``commands`` is checked and encoded once; each call only encodes the serials. The
         serials themselves are not checked by the callable.
@@ -264,11 +246,6 @@ class DevicesResource(APIResource):
                 "POST", SEND_COMMANDS_BULK_PATH, content=prefix + encode(serials) + tail,
                 retry="write",
             )
-            n = len(serials)
-            if len(response.content) == n * _ALL_SENT_ITEM_LEN + 1 + n and (
-                response.content == _all_sent_body(n)
-            ):
-                return [SENT_ITEM] * n
             return decode_response(
                 response, _decode_bulk_results, "list[BulkCommandItemResult]"
             )
@@ -279,26 +256,41 @@ class DevicesResource(APIResource):
         checked = validate_commands(commands)
         config = self._config
         target = JournalTarget.of(config.base_url, config.tenant, config.scope)
-        return CommandDispatcher(
-            self.bulk_sender(checked), checked, journal_target=target, **options
-        )
+        return CommandDispatcher(self.bulk_sender(checked), checked, options, journal_target=target)
 
     async def send_commands(
         self,
         serials: Iterable[str] | AsyncIterable[str],
         commands: Mapping[str, Any],
-        **options: Unpack[JobOptions],
+        *,
+        chunk_size: int = 100,
+        concurrency: int = 16,
+        max_body_bytes: int | None = None,
+        max_rate: float | None = None,
+        retry_unknown: int = 0,
+        retry_backoff: float = 1.0,
+        deadline: float | None = None,
+        deadline_grace: float | None = 0.0,
+        max_failures: int | None = None,
+        dedupe: bool = True,
+        journal: str | os.PathLike[str] | None = None,
+        resend: Collection[CommandStatus | str] | str | None = (),
+        journal_force: bool = False,
+        journal_fsync: bool = False,
+        on_progress: ProgressCallback | None = None,
+        progress_interval: float = 0.1,
+        on_cancel: CancelCallback | None = None,
     ) -> CommandReport:
         """Send ``commands`` to every serial: chunked, concurrent, one outcome per serial.
 
         ``serials`` may be any iterable or async iterable (a list, a generator, the lines of a
         file); at most about ``concurrency x chunk_size`` of them are held at once. Every
         serial ends ``sent``, ``rejected``, ``failed``, ``unknown`` or ``skipped``; see
-        :class:`~iris360_async.models.CommandReport`. The options are those of the bulk
-        engine (:class:`iris360_async._bulk.CommandDispatcher`): ``chunk_size`` serials per
-        request, ``concurrency`` requests in flight, ``journal`` (a JSON-lines file making the
-        job resumable without sending any command twice), ``deadline`` and
-        ``deadline_grace`` in seconds, ``max_failures``, ``on_progress`` ….
+        :class:`~iris360_async.models.CommandReport` and docs/bulk.md. The options are those
+        of :class:`iris360_async._bulk.JobOptions`: ``chunk_size`` serials per request,
+        ``concurrency`` requests in flight, ``journal`` (a JSON-lines file making the job
+        resumable without sending any command twice), ``deadline`` and ``deadline_grace`` in
+        seconds, ``max_failures``, ``on_progress`` ….
 
         Raises:
             TypeError, ValueError: bad ``commands`` or options (nothing is sent).
@@ -308,13 +300,31 @@ class DevicesResource(APIResource):
             ...                                           chunk_size=100, concurrency=16)
             >>> report.counts["sent"]
         """
+        options = JobOptions.from_arguments(locals())
         return await self._dispatcher(commands, options).run(serials)
 
     def stream_commands(
         self,
         serials: Iterable[str] | AsyncIterable[str],
         commands: Mapping[str, Any],
-        **options: Unpack[JobOptions],
+        *,
+        chunk_size: int = 100,
+        concurrency: int = 16,
+        max_body_bytes: int | None = None,
+        max_rate: float | None = None,
+        retry_unknown: int = 0,
+        retry_backoff: float = 1.0,
+        deadline: float | None = None,
+        deadline_grace: float | None = 0.0,
+        max_failures: int | None = None,
+        dedupe: bool = True,
+        journal: str | os.PathLike[str] | None = None,
+        resend: Collection[CommandStatus | str] | str | None = (),
+        journal_force: bool = False,
+        journal_fsync: bool = False,
+        on_progress: ProgressCallback | None = None,
+        progress_interval: float = 0.1,
+        on_cancel: CancelCallback | None = None,
     ) -> AsyncGenerator[CommandOutcome, None]:
         """Like :meth:`send_commands`, yielding each serial's outcome as its chunk settles.
 
@@ -324,6 +334,7 @@ class DevicesResource(APIResource):
             >>> async for outcome in iris.devices.stream_commands(serials, {"w_ota": True}):
             ...     print(outcome.serial, outcome.status)
         """
+        options = JobOptions.from_arguments(locals())
         return self._dispatcher(commands, options).stream(serials)
 
     # -- import -------------------------------------------------------------------------------
