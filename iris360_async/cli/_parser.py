@@ -9,9 +9,19 @@ from __future__ import annotations
 import argparse
 import shutil
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "build_parser"]
+from ._argparse import Parser
+from ._fields import CONNECTOR_FIELDS, DEVICE_FIELDS, ENTITY_FIELDS, FieldSet
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "MAX_CONCURRENCY",
+    "build_parser",
+    "unused_global_option",
+]
 
 DEFAULT_CHUNK_SIZE = 100
 DEFAULT_CONCURRENCY = 16
@@ -83,8 +93,62 @@ def _help_width() -> int:
     return max(60, min(shutil.get_terminal_size((100, 24)).columns, 100) - 2)
 
 
-def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """The options accepted before and after the command name.
+CONNECTION_OPTIONS = ("--base-url", "--username", "--token", "--timeout")
+TENANCY_OPTIONS = ("--tenant", "--scope")
+GLOBAL_OPTIONS = (*CONNECTION_OPTIONS, *TENANCY_OPTIONS, "--format", "--debug")
+_LISTS_ALL = (*CONNECTION_OPTIONS, "--format", "--debug")
+
+GLOBAL_OPTIONS_USED: dict[str, tuple[str, ...]] = {
+    "demo": ("--format", "--debug"),
+    "emulator": ("--debug",),
+    "completion": ("--debug",),
+    "devices.list": _LISTS_ALL,
+    "devices.send-commands": GLOBAL_OPTIONS,
+    "entities.list": GLOBAL_OPTIONS,
+    "entities.latest": GLOBAL_OPTIONS,
+    "timeseries.get": GLOBAL_OPTIONS,
+    "connectors.list": _LISTS_ALL,
+    "connectors.get": _LISTS_ALL,
+}
+"""The global options each command uses; it neither shows nor accepts the others."""
+
+
+def _why_not(command: str, option: str) -> str:
+    """Why ``iris360 <command>`` does not take the global ``option``."""
+    name = "iris360 " + command.replace(".", " ")
+    if option in TENANCY_OPTIONS and command.startswith("devices."):
+        return (
+            "the device list is not filtered by tenant or scope (the server has no such "
+            "filter: it lists every device your user may access); to list one tenant's "
+            "devices, list their main entities: iris360 entities list --tenant TENANT "
+            "--scope SCOPE --type Device"
+        )
+    if option in TENANCY_OPTIONS and command.startswith("connectors."):
+        return (
+            "outbound connectors are not filtered by tenant or scope (the server lists every "
+            "connector your user may access)"
+        )
+    if option in CONNECTION_OPTIONS + TENANCY_OPTIONS and command in ("demo", "emulator"):
+        return f"{name} runs its own emulator and connects to no server"
+    return f"{name} does not use it"
+
+
+def unused_global_option(args: argparse.Namespace) -> str | None:
+    """The complaint about a global option given before a command that does not use it
+    (``iris360 --tenant x devices list``), or ``None``."""
+    command = getattr(args, "command", None)
+    used = GLOBAL_OPTIONS_USED.get(command or "", GLOBAL_OPTIONS)
+    for option in GLOBAL_OPTIONS:
+        value = getattr(args, option[2:].replace("-", "_"), None)
+        if option not in used and value is not None and value is not False:
+            return f"{option} is not accepted here: {_why_not(str(command), option)}"
+    return None
+
+
+def _global_options(
+    parser: argparse.ArgumentParser, *, suppress: bool, only: tuple[str, ...] = GLOBAL_OPTIONS
+) -> None:
+    """The options accepted before and after the command name (``only`` those named).
 
     On sub-commands the defaults are suppressed, so a value given there overrides the one given
     before the command, and an absent one leaves it alone.
@@ -93,56 +157,62 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
+    options: dict[str, Callable[[Any], object]] = {
+        "--base-url": lambda g: g.add_argument(
+            "--base-url",
+            metavar="URL",
+            default=default(None),
+            help="server URL (scheme and host), env IRIS360_BASE_URL",
+        ),
+        "--username": lambda g: g.add_argument(
+            "--username",
+            metavar="NAME",
+            default=default(None),
+            help="login name, env IRIS360_USERNAME (password: IRIS360_PASSWORD or a prompt)",
+        ),
+        "--token": lambda g: g.add_argument(
+            "--token",
+            metavar="TOKEN",
+            default=default(None),
+            help="access token instead of a login, env IRIS360_TOKEN",
+        ),
+        "--tenant": lambda g: g.add_argument(
+            "--tenant",
+            metavar="TENANT",
+            default=default(None),
+            help="tenant (FIWARE service) of the call, env IRIS360_TENANT",
+        ),
+        "--scope": lambda g: g.add_argument(
+            "--scope",
+            metavar="SCOPE",
+            default=default(None),
+            help="scope (service path) of the call, env IRIS360_SCOPE",
+        ),
+        "--timeout": lambda g: g.add_argument(
+            "--timeout",
+            metavar="SECONDS",
+            type=_positive_float,
+            default=default(None),
+            help="how long one HTTP attempt may take, in seconds (default 120), env "
+            "IRIS360_TIMEOUT",
+        ),
+        "--format": lambda g: g.add_argument(
+            "--format",
+            choices=("table", "json", "csv"),
+            default=default(None),
+            help="output format (default: table on a terminal, JSON lines otherwise)",
+        ),
+        "--debug": lambda g: g.add_argument(
+            "--debug",
+            action="store_true",
+            default=default(False),
+            help="show tracebacks and debug logs on stderr",
+        ),
+    }
     group = parser.add_argument_group("global options")
-    group.add_argument(
-        "--base-url",
-        metavar="URL",
-        default=default(None),
-        help="server URL (scheme and host), env IRIS360_BASE_URL",
-    )
-    group.add_argument(
-        "--username",
-        metavar="NAME",
-        default=default(None),
-        help="login name, env IRIS360_USERNAME (password: IRIS360_PASSWORD or a prompt)",
-    )
-    group.add_argument(
-        "--token",
-        metavar="TOKEN",
-        default=default(None),
-        help="access token instead of a login, env IRIS360_TOKEN",
-    )
-    group.add_argument(
-        "--tenant",
-        metavar="TENANT",
-        default=default(None),
-        help="default tenant, env IRIS360_TENANT",
-    )
-    group.add_argument(
-        "--scope",
-        metavar="SCOPE",
-        default=default(None),
-        help="default scope (service path), env IRIS360_SCOPE",
-    )
-    group.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        default=default(None),
-        help="timeout of one HTTP attempt in seconds (default 120)",
-    )
-    group.add_argument(
-        "--format",
-        choices=("table", "json", "csv"),
-        default=default(None),
-        help="output format (default: table on a terminal, JSON lines otherwise)",
-    )
-    group.add_argument(
-        "--debug",
-        action="store_true",
-        default=default(False),
-        help="show tracebacks and debug logs on stderr",
-    )
+    for name, add in options.items():
+        if name in only:
+            add(group)
 
 
 def _positive_float(text: str) -> float:
@@ -201,19 +271,33 @@ def _progress_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _fields_option(parser: argparse.ArgumentParser, fields: FieldSet) -> None:
+    parser.add_argument(
+        "--fields",
+        metavar="NAMES",
+        help="comma-separated columns (CSV, table) or keys (JSON lines) to print: "
+        f"{fields.names_text()}, or a dotted path into the record; default: "
+        f"{','.join(fields.default)} (JSON lines: every field)",
+    )
+
+
 def _leaf(
-    sub: Any, name: str, *, help: str, description: str, epilog: str
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    sub: Any, name: str, *, command: str, help: str, description: str, epilog: str
+) -> Parser:
+    """A command's parser with the global options it uses; it sets ``command``."""
+    parser: Parser = sub.add_parser(
         name, help=help, description=description, epilog=epilog, formatter_class=_Formatter
     )
-    _global_options(parser, suppress=True)
+    parser.set_defaults(command=command)
+    used = GLOBAL_OPTIONS_USED[command]
+    _global_options(parser, suppress=True, only=used)
+    parser.refusals = {o: _why_not(command, o) for o in GLOBAL_OPTIONS if o not in used}
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The complete ``iris360`` parser. Each leaf command sets ``command`` (a dotted name)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="iris360",
         description="Command line for the IRIS360 public API: list devices and entities, "
         "push commands to whole fleets with exact per-device outcomes, export time series, "
@@ -231,13 +315,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_entities(sub)
     _add_timeseries(sub)
     _add_connectors(sub)
+    _add_completion(sub)
     return parser
+
+
+def _add_completion(sub: Any) -> None:
+    p = _leaf(
+        sub,
+        "completion",
+        command="completion",
+        help="print a shell completion script (bash, zsh or fish)",
+        description="Print the completion script of iris360 for a shell, generated from this "
+        "parser (every command and option). Needs the 'cli' extra.",
+        epilog="""\
+examples:
+  iris360 completion bash > ~/.local/share/bash-completion/completions/iris360
+  iris360 completion zsh > ~/.zfunc/_iris360     # with fpath+=~/.zfunc before compinit
+  iris360 completion fish > ~/.config/fish/completions/iris360.fish
+""",
+    )
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
 
 
 def _add_demo(sub: Any) -> None:
     p = _leaf(
         sub,
         "demo",
+        command="demo",
         help="run a fleet job against a built-in emulator (no server needed)",
         description="Start the IRIS360 emulator in this process (a seeded fleet, realistic "
         "latency, a mild fault profile with a few rejected devices and rate limits), discover "
@@ -252,7 +356,6 @@ examples:
   iris360 demo --faults none --format json
 """,
     )
-    p.set_defaults(command="demo")
     p.add_argument(
         "--devices",
         type=_positive_int,
@@ -292,6 +395,7 @@ def _add_emulator(sub: Any) -> None:
     p = _leaf(
         sub,
         "emulator",
+        command="emulator",
         help="serve a local IRIS360 emulator until interrupted",
         description="Serve the IRIS360 emulator on 127.0.0.1 until Ctrl-C. It prints the base "
         "URL and the credentials as IRIS360_* variables, ready to be exported in another "
@@ -304,7 +408,6 @@ examples:
   iris360 devices list
 """,
     )
-    p.set_defaults(command="emulator")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     p.add_argument(
         "--port",
@@ -341,6 +444,7 @@ def _add_devices(sub: Any) -> None:
     p = _leaf(
         dsub,
         "list",
+        command="devices.list",
         help="list devices",
         description="List devices page by page (pages are fetched ahead concurrently).",
         epilog="""\
@@ -348,10 +452,13 @@ examples:
   iris360 devices list
   iris360 devices list --search sensor --limit 50
   iris360 devices list --format csv > devices.csv
+  iris360 devices list --format csv --fields serial,urn,type_code,properties.firmware
   iris360 devices list --format json | jq -r .serial > serials.txt
+
+devices are not filtered by tenant: list one tenant's devices with
+  iris360 entities list --tenant TENANT --scope SCOPE --type Device
 """,
     )
-    p.set_defaults(command="devices.list")
     p.add_argument("--search", metavar="TEXT", help="case-insensitive search")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N devices")
     p.add_argument(
@@ -366,10 +473,12 @@ examples:
         action="store_true",
         help="print one serial per line (input for send-commands)",
     )
+    _fields_option(p, DEVICE_FIELDS)
 
     p = _leaf(
         dsub,
         "send-commands",
+        command="devices.send-commands",
         help="send commands to many devices (exact outcome per device)",
         description="Send the same commands to every serial of a file. Each serial ends with "
         "exactly one outcome: sent, rejected (the device does not accept a command; nothing "
@@ -398,7 +507,6 @@ serials file: one serial per line (UTF-8, a byte order mark is ignored); blank l
 lines starting with # are ignored.
 """,
     )
-    p.set_defaults(command="devices.send-commands")
     p.add_argument(
         "--serials-file",
         required=True,
@@ -482,6 +590,7 @@ def _add_entities(sub: Any) -> None:
     p = _leaf(
         esub,
         "list",
+        command="entities.list",
         help="list entities",
         description="List the entities you may access, optionally filtered by type.",
         epilog="""\
@@ -490,7 +599,6 @@ examples:
   iris360 entities list --type AirQualityObserved --type WeatherObserved --limit 100
 """,
     )
-    p.set_defaults(command="entities.list")
     p.add_argument(
         "--type", dest="types", action="append", metavar="TYPE", help="datamodel type (repeatable)"
     )
@@ -503,10 +611,12 @@ examples:
         metavar="N",
         help=f"entities per request (default {DEFAULT_PAGE_SIZE})",
     )
+    _fields_option(p, ENTITY_FIELDS)
 
     p = _leaf(
         esub,
         "latest",
+        command="entities.latest",
         help="latest value of every attribute of one entity",
         description="The latest value of every attribute (properties, relationships and "
         "commands) of one entity. Needs a tenant and a scope.",
@@ -516,7 +626,6 @@ examples:
   iris360 entities latest urn:ngsi-ld:Device:Device001 --format json
 """,
     )
-    p.set_defaults(command="entities.latest")
     p.add_argument("urn", help="entity URN, e.g. urn:ngsi-ld:Device:Device001")
 
 
@@ -531,6 +640,7 @@ def _add_timeseries(sub: Any) -> None:
     p = _leaf(
         tsub,
         "get",
+        command="timeseries.get",
         help="values of some measures of some devices in a time range",
         description="Values of the given measures of the given devices (entity URNs) between "
         "--start and --end (inclusive). Output rows: device_id, measure_id, timestamp (UTC, "
@@ -545,7 +655,6 @@ examples:
       --start 2025-01-01T00:00:00Z --end 2025-02-01T00:00:00Z --aggregate mean:P1D
 """,
     )
-    p.set_defaults(command="timeseries.get")
     p.add_argument(
         "--device",
         dest="devices",
@@ -600,6 +709,7 @@ def _add_connectors(sub: Any) -> None:
     p = _leaf(
         csub,
         "list",
+        command="connectors.list",
         help="list outbound connectors",
         description="List the outbound connectors you may access.",
         epilog="""\
@@ -608,13 +718,14 @@ examples:
   iris360 connectors list --search mqtt --format json
 """,
     )
-    p.set_defaults(command="connectors.list")
     p.add_argument("--search", metavar="TEXT", help="search in name and type")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N connectors")
+    _fields_option(p, CONNECTOR_FIELDS)
 
     p = _leaf(
         csub,
         "get",
+        command="connectors.get",
         help="show one outbound connector",
         description="Show one outbound connector. Secret fields (password, connection "
         "string, identity key) are masked unless --show-secrets is given.",
@@ -624,6 +735,5 @@ examples:
   iris360 connectors get 7 --format json --show-secrets
 """,
     )
-    p.set_defaults(command="connectors.get")
     p.add_argument("id", type=int, help="connector id")
     p.add_argument("--show-secrets", action="store_true", help="print secrets in clear")
