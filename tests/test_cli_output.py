@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -166,3 +167,22 @@ def test_a_timed_out_command_says_which_timeout_fired(
     assert result.stderr.startswith("iris360: error: timed out after 0.3 s (--timeout 0.3) ")
     assert "GET " in result.stderr
     assert "raise --timeout (e.g. --timeout 0.6)" in result.stderr
+
+
+def test_a_job_whose_requests_timed_out_names_the_timeout(
+    cli: InProcess, emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    serials = tmp_path / "serials.txt"
+    serials.write_text("".join(f"{s}\n" for s in emu.fleet.serials[:20]), encoding="utf-8")
+    emu.set_faults(FaultProfile(slow_rate=1.0, slow_delay=5.0), endpoint="devices.bulk")
+    try:
+        result = cli("devices", "send-commands", "--serials-file", str(serials), "--set",
+                     "w_reboot=true", "--chunk-size", "10", "--concurrency", "2",
+                     "--timeout", "0.3", env=cli_env(emu), cwd=tmp_path)  # fmt: skip
+    finally:
+        emu.clear_faults()
+    assert result.returncode == 1
+    assert (
+        "iris360: 20 unknown after requests timed out after 0.3 s (--timeout 0.3); "
+        "raise --timeout (e.g. --timeout 0.6) if the server is slow"
+    ) in result.stderr

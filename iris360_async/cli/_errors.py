@@ -24,6 +24,7 @@ __all__ = [
     "CliError",
     "describe_error",
     "redact",
+    "timeout_advice",
 ]
 
 EXIT_OK = 0
@@ -104,10 +105,13 @@ def _timeout_message(exc: APITimeoutError, timeout: tuple[float, str] | None) ->
     if timeout is None:
         return f"timed out: {where}; raise --timeout (seconds) if the server is slow"
     seconds, origin = timeout
-    return (
-        f"timed out after {seconds:g} s ({origin}) waiting for {where}; raise --timeout "
-        f"(e.g. --timeout {seconds * 2:g}) if the server is slow"
-    )
+    advice = timeout_advice(seconds)
+    return f"timed out after {seconds:g} s ({origin}) waiting for {where}; {advice}"
+
+
+def timeout_advice(seconds: float) -> str:
+    """What to do about a request that timed out after ``seconds``."""
+    return f"raise --timeout (e.g. --timeout {seconds * 2:g}) if the server is slow"
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
