@@ -1,6 +1,6 @@
 """An ``ArgumentParser`` whose errors help: the command at fault prints its own usage, a
 mistyped option or command gets a "did you mean" (``difflib``), and an option the command does
-not take says why.
+not take says why. Also the argument types the commands share (positive numbers).
 
 Only the standard library is imported here (``iris360 --help`` works without the extras).
 """
@@ -11,11 +11,12 @@ import argparse
 import difflib
 import re
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
-__all__ = ["Parser", "selected_parser"]
+__all__ = ["Parser", "non_negative_float", "positive_float", "positive_int", "selected_parser"]
 
+_N = TypeVar("_N", int, float)
 _INVALID_CHOICE = re.compile(r"argument (?P<name>.+?): invalid choice: (?P<value>.+?) \(")
 
 
@@ -125,3 +126,29 @@ def selected_parser(
                     break
         else:
             return current
+
+
+def _number(text: str, kind: Callable[[str], _N], ok: Callable[[_N], bool], rule: str) -> _N:
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}: {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number > 0 (an ``argparse`` type)."""
+    return _number(text, float, lambda v: v > 0, "> 0")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (an ``argparse`` type)."""
+    return _number(text, int, lambda v: v >= 1, ">= 1")
+
+
+def non_negative_float(text: str) -> float:
+    """A number >= 0 (an ``argparse`` type)."""
+    return _number(text, float, lambda v: v >= 0, ">= 0")

@@ -121,7 +121,7 @@ def prepare(ctx: Context) -> None:
     Raises:
         CliError: bad arguments (exit 2).
     """
-    from ._parser import unused_global_option
+    from ._global_options import unused_global_option
 
     complaint = unused_global_option(ctx.args)
     if complaint is not None:

@@ -9,18 +9,17 @@ from __future__ import annotations
 import argparse
 import shutil
 import textwrap
-from collections.abc import Callable
 from typing import Any
 
-from ._argparse import Parser
+from ._argparse import Parser, non_negative_float, positive_int
 from ._fields import CONNECTOR_FIELDS, DEVICE_FIELDS, ENTITY_FIELDS, FieldSet
+from ._global_options import GLOBAL_OPTIONS, GLOBAL_OPTIONS_USED, add_global_options, why_not
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_CONCURRENCY",
     "MAX_CONCURRENCY",
     "build_parser",
-    "unused_global_option",
 ]
 
 DEFAULT_CHUNK_SIZE = 100
@@ -93,150 +92,8 @@ def _help_width() -> int:
     return max(60, min(shutil.get_terminal_size((100, 24)).columns, 100) - 2)
 
 
-CONNECTION_OPTIONS = ("--base-url", "--username", "--token", "--timeout")
-TENANCY_OPTIONS = ("--tenant", "--scope")
-GLOBAL_OPTIONS = (*CONNECTION_OPTIONS, *TENANCY_OPTIONS, "--format", "--debug")
-_LISTS_ALL = (*CONNECTION_OPTIONS, "--format", "--debug")
-
-GLOBAL_OPTIONS_USED: dict[str, tuple[str, ...]] = {
-    "demo": ("--format", "--debug"),
-    "emulator": ("--debug",),
-    "completion": ("--debug",),
-    "devices.list": _LISTS_ALL,
-    "devices.send-commands": GLOBAL_OPTIONS,
-    "entities.list": GLOBAL_OPTIONS,
-    "entities.latest": GLOBAL_OPTIONS,
-    "timeseries.get": GLOBAL_OPTIONS,
-    "connectors.list": _LISTS_ALL,
-    "connectors.get": _LISTS_ALL,
-}
-"""The global options each command uses; it neither shows nor accepts the others."""
-
-
-def _why_not(command: str, option: str) -> str:
-    """Why ``iris360 <command>`` does not take the global ``option``."""
-    name = "iris360 " + command.replace(".", " ")
-    if option in TENANCY_OPTIONS and command.startswith("devices."):
-        return (
-            "the device list is not filtered by tenant or scope (the server has no such "
-            "filter: it lists every device your user may access); to list one tenant's "
-            "devices, list their main entities: iris360 entities list --tenant TENANT "
-            "--scope SCOPE --type Device"
-        )
-    if option in TENANCY_OPTIONS and command.startswith("connectors."):
-        return (
-            "outbound connectors are not filtered by tenant or scope (the server lists every "
-            "connector your user may access)"
-        )
-    if option in CONNECTION_OPTIONS + TENANCY_OPTIONS and command in ("demo", "emulator"):
-        return f"{name} runs its own emulator and connects to no server"
-    return f"{name} does not use it"
-
-
-def unused_global_option(args: argparse.Namespace) -> str | None:
-    """The complaint about a global option given before a command that does not use it
-    (``iris360 --tenant x devices list``), or ``None``."""
-    command = getattr(args, "command", None)
-    used = GLOBAL_OPTIONS_USED.get(command or "", GLOBAL_OPTIONS)
-    for option in GLOBAL_OPTIONS:
-        value = getattr(args, option[2:].replace("-", "_"), None)
-        if option not in used and value is not None and value is not False:
-            return f"{option} is not accepted here: {_why_not(str(command), option)}"
-    return None
-
-
-def _global_options(
-    parser: argparse.ArgumentParser, *, suppress: bool, only: tuple[str, ...] = GLOBAL_OPTIONS
-) -> None:
-    """The options accepted before and after the command name (``only`` those named).
-
-    On sub-commands the defaults are suppressed, so a value given there overrides the one given
-    before the command, and an absent one leaves it alone.
-    """
-
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
-
-    options: dict[str, Callable[[Any], object]] = {
-        "--base-url": lambda g: g.add_argument(
-            "--base-url",
-            metavar="URL",
-            default=default(None),
-            help="server URL (scheme and host), env IRIS360_BASE_URL",
-        ),
-        "--username": lambda g: g.add_argument(
-            "--username",
-            metavar="NAME",
-            default=default(None),
-            help="login name, env IRIS360_USERNAME (password: IRIS360_PASSWORD or a prompt)",
-        ),
-        "--token": lambda g: g.add_argument(
-            "--token",
-            metavar="TOKEN",
-            default=default(None),
-            help="access token instead of a login, env IRIS360_TOKEN",
-        ),
-        "--tenant": lambda g: g.add_argument(
-            "--tenant",
-            metavar="TENANT",
-            default=default(None),
-            help="tenant (FIWARE service) of the call, env IRIS360_TENANT",
-        ),
-        "--scope": lambda g: g.add_argument(
-            "--scope",
-            metavar="SCOPE",
-            default=default(None),
-            help="scope (service path) of the call, env IRIS360_SCOPE",
-        ),
-        "--timeout": lambda g: g.add_argument(
-            "--timeout",
-            metavar="SECONDS",
-            type=_positive_float,
-            default=default(None),
-            help="how long one HTTP attempt may take, in seconds (default 120), env "
-            "IRIS360_TIMEOUT",
-        ),
-        "--format": lambda g: g.add_argument(
-            "--format",
-            choices=("table", "json", "csv"),
-            default=default(None),
-            help="output format (default: table on a terminal, JSON lines otherwise)",
-        ),
-        "--debug": lambda g: g.add_argument(
-            "--debug",
-            action="store_true",
-            default=default(False),
-            help="show tracebacks and debug logs on stderr",
-        ),
-    }
-    group = parser.add_argument_group("global options")
-    for name, add in options.items():
-        if name in only:
-            add(group)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
-
-
 def _concurrency(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > MAX_CONCURRENCY:
         raise argparse.ArgumentTypeError(f"must be <= {MAX_CONCURRENCY}: {text!r}")
     return value
@@ -250,16 +107,6 @@ def _concurrency_option(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"requests in flight, 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
     )
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
 
 
 def _progress_option(parser: argparse.ArgumentParser) -> None:
@@ -290,8 +137,8 @@ def _leaf(
     )
     parser.set_defaults(command=command)
     used = GLOBAL_OPTIONS_USED[command]
-    _global_options(parser, suppress=True, only=used)
-    parser.refusals = {o: _why_not(command, o) for o in GLOBAL_OPTIONS if o not in used}
+    add_global_options(parser, suppress=True, only=used)
+    parser.refusals = {o: why_not(command, o) for o in GLOBAL_OPTIONS if o not in used}
     return parser
 
 
@@ -306,7 +153,7 @@ def build_parser() -> Parser:
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    _global_options(parser, suppress=False)
+    add_global_options(parser, suppress=False)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="group")
 
     _add_demo(sub)
@@ -358,14 +205,14 @@ examples:
     )
     p.add_argument(
         "--devices",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         default=20_000,
         help="fleet size (default 20000)",
     )
     p.add_argument(
         "--latency-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="MS",
         default=None,
         help="emulated time per request in ms (default 40); the per-device cost of bulk "
@@ -379,7 +226,7 @@ examples:
     )
     p.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CHUNK_SIZE,
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
@@ -417,11 +264,11 @@ examples:
         help="TCP port (default 0: a free port is chosen)",
     )
     p.add_argument(
-        "--devices", type=_positive_int, metavar="N", default=1000, help="fleet size (default 1000)"
+        "--devices", type=positive_int, metavar="N", default=1000, help="fleet size (default 1000)"
     )
     p.add_argument(
         "--latency-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="MS",
         default=0.0,
         help="base latency added to every request in ms (default 0)",
@@ -460,10 +307,10 @@ devices are not filtered by tenant: list one tenant's devices with
 """,
     )
     p.add_argument("--search", metavar="TEXT", help="case-insensitive search")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N devices")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="stop after N devices")
     p.add_argument(
         "--page-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_PAGE_SIZE,
         metavar="N",
         help=f"devices per request (default {DEFAULT_PAGE_SIZE})",
@@ -523,7 +370,7 @@ lines starting with # are ignored.
     )
     p.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CHUNK_SIZE,
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
@@ -563,14 +410,14 @@ lines starting with # are ignored.
     )
     p.add_argument(
         "--assume-request-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=250.0,
         metavar="MS",
         help="dry-run estimate: server time per request in ms (default 250)",
     )
     p.add_argument(
         "--assume-device-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=20.0,
         metavar="MS",
         help="dry-run estimate: server time per device in ms (default 20)",
@@ -603,10 +450,10 @@ examples:
         "--type", dest="types", action="append", metavar="TYPE", help="datamodel type (repeatable)"
     )
     p.add_argument("--search", metavar="TEXT", help="case-insensitive search")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N entities")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="stop after N entities")
     p.add_argument(
         "--page-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_PAGE_SIZE,
         metavar="N",
         help=f"entities per request (default {DEFAULT_PAGE_SIZE})",
@@ -680,7 +527,7 @@ examples:
     )
     p.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="points per (device, measure) pair (server default 100)",
     )
@@ -719,7 +566,7 @@ examples:
 """,
     )
     p.add_argument("--search", metavar="TEXT", help="search in name and type")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N connectors")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="stop after N connectors")
     _fields_option(p, CONNECTOR_FIELDS)
 
     p = _leaf(
