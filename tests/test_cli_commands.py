@@ -139,8 +139,9 @@ def test_devices_list_csv_and_limit(
     assert result.returncode == 0, result.stderr
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(table) == 7
-    assert list(table[0]) == ["id", "serial", "name", "type", "subscribed", "last data"]
+    assert list(table[0]) == ["id", "serial", "urn", "name", "type", "subscribed", "last_data"]
     assert [row["serial"] for row in table] == emu.fleet.serials[:7]
+    assert table[0]["urn"] == f"urn:ngsi-ld:Device:{emu.fleet.serials[0]}"
 
 
 def test_devices_list_table(cli: InProcess, env: dict[str, str], emu: Iris360Emulator) -> None:

@@ -253,11 +253,11 @@ def test_unusable_settings_are_usage_errors(
 
 def test_global_options_are_accepted_before_and_after_the_command() -> None:
     parser = build_parser()
-    before = parser.parse_args(["--format", "csv", "--tenant", "a", "devices", "list"])
-    after = parser.parse_args(["devices", "list", "--format", "csv", "--tenant", "a"])
-    both = parser.parse_args(["--format", "json", "devices", "list", "--format", "csv"])
+    before = parser.parse_args(["--format", "csv", "--tenant", "a", "entities", "list"])
+    after = parser.parse_args(["entities", "list", "--format", "csv", "--tenant", "a"])
+    both = parser.parse_args(["--format", "json", "entities", "list", "--format", "csv"])
     for args in (before, after, both):
-        assert (args.command, args.format) == ("devices.list", "csv")
+        assert (args.command, args.format) == ("entities.list", "csv")
     assert before.tenant == after.tenant == "a"
 
 

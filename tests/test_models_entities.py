@@ -13,6 +13,7 @@ from iris360_async.models import (
     EntityCommand,
     EntityProperty,
     EntityRelationship,
+    LatestAttributes,
     Page,
     UnknownEntityAttribute,
 )
@@ -140,3 +141,57 @@ def test_entities_are_frozen() -> None:
 def test_kind_is_readable_as_type() -> None:
     kinds = [a.type for a in decode_attributes(LATEST)]
     assert kinds == ["Property", "Relationship", "Command"]
+
+
+# -- LatestAttributes: one value without a loop -------------------------------------------------
+
+
+def _latest() -> LatestAttributes:
+    return LatestAttributes(decode_attributes(LATEST))
+
+
+def test_value_of_a_property_a_relationship_and_a_command() -> None:
+    attrs = _latest()
+    assert attrs.value("temperature") == 21.5
+    assert attrs.value("refDevice") == "urn:ngsi-ld:Device:Gateway01"
+    assert attrs.value("w_ota") is True  # a command's confirmed value (current_value)
+    assert isinstance(attrs.attribute("w_ota"), EntityCommand)
+    assert attrs.names() == ["temperature", "refDevice", "w_ota"]
+
+
+def test_a_missing_attribute_is_a_key_error_naming_those_there_are() -> None:
+    with pytest.raises(KeyError) as info:
+        _latest().value("tempreature")
+    message = str(info.value)
+    assert "'tempreature'" in message
+    assert "urn:ngsi-ld:Device:Device001" in message
+    assert "available: temperature, refDevice, w_ota" in message
+    with pytest.raises(KeyError, match="available: none"):
+        LatestAttributes().attribute("x")
+
+
+def test_a_repeated_attribute_reads_its_newest_value() -> None:
+    def prop(value: float, timestamp: str | None) -> EntityProperty:
+        return msgspec.convert(
+            {"type": "Property", "id": "t", "value": value, "timestamp": timestamp},
+            EntityProperty,
+        )
+
+    attrs = LatestAttributes(
+        [prop(1.0, None), prop(2.0, "2025-01-02 00:00:00"), prop(3.0, "2025-01-01 00:00:00")]
+    )
+    assert attrs.value("t") == 2.0
+    assert LatestAttributes([prop(1.0, None), prop(4.0, None)]).value("t") == 1.0
+    assert attrs.names() == ["t"]
+
+
+def test_latest_attributes_is_a_list_that_survives_pickle_and_json() -> None:
+    import pickle
+
+    attrs = _latest()
+    assert isinstance(attrs, list)
+    assert len(attrs) == 3
+    again = pickle.loads(pickle.dumps(attrs))
+    assert type(again) is LatestAttributes
+    assert again.value("temperature") == 21.5
+    assert msgspec.json.decode(msgspec.json.encode(attrs))[0]["id"] == "temperature"

@@ -17,6 +17,7 @@ from iris360_async.models import (
     EntityCommand,
     EntityProperty,
     EntityRelationship,
+    LatestAttributes,
     UnknownEntityAttribute,
 )
 
@@ -125,6 +126,9 @@ async def test_latest_wire_format_and_kinds(iris: Iris360Client, mock: aiorespon
     assert [type(a) for a in attrs] == [
         EntityProperty, EntityRelationship, EntityCommand, UnknownEntityAttribute
     ]
+    assert isinstance(attrs, LatestAttributes)
+    assert attrs.value("w_ota") is True
+    assert attrs.value("location") == {"type": "Point"}
     [(key, calls)] = mock.requests.items()
     method, url = key
     assert method == "GET"

@@ -74,10 +74,18 @@ class Context:
             "tenant": settings.tenant,
             "scope": settings.scope,
         }
-        if settings.timeout is not None:
-            options["timeout"] = settings.timeout
+        timeout = settings.client_timeout(self.args.command)
+        options["timeout"] = options["timeseries_timeout"] = timeout
         async with Iris360Client(settings.base_url, **options) as client:
             yield client
+
+    def timeout_hint(self) -> tuple[float, str] | None:
+        """The attempt timeout of this command and where it came from (``None`` before the
+        settings are resolved)."""
+        if self._settings is None:
+            return None
+        settings = self._settings
+        return settings.attempt_timeout(self.args.command), settings.timeout_origin()
 
     def tenant_scope(self, client: Any) -> tuple[str | None, str | None]:
         """The tenant and scope from the flags, else the client defaults (may be ``None``)."""
@@ -113,6 +121,18 @@ def prepare(ctx: Context) -> None:
     Raises:
         CliError: bad arguments (exit 2).
     """
+    from ._global_options import unused_global_option
+
+    complaint = unused_global_option(ctx.args)
+    if complaint is not None:
+        raise CliError(complaint)
+    fields = getattr(ctx.args, "fields", None)
+    if fields is not None:
+        from ._fields import FIELDS_OF
+
+        if getattr(ctx.args, "serials_only", False):
+            raise CliError("--fields and --serials-only cannot be combined")
+        FIELDS_OF[ctx.args.command].columns(fields)
     if ctx.args.command == "devices.send-commands":
         from ._send import check_arguments
 

@@ -24,6 +24,7 @@ __all__ = [
     "CliError",
     "describe_error",
     "redact",
+    "timeout_advice",
 ]
 
 EXIT_OK = 0
@@ -47,8 +48,14 @@ def _where(method: str | None, url: str | None) -> str:
     return " ".join(parts)
 
 
-def describe_error(exc: BaseException) -> tuple[str, int]:
-    """The message (without the ``iris360: error:`` prefix) and exit code for ``exc``."""
+def describe_error(
+    exc: BaseException, *, timeout: tuple[float, str] | None = None
+) -> tuple[str, int]:
+    """The message (without the ``iris360: error:`` prefix) and exit code for ``exc``.
+
+    ``timeout`` is the attempt timeout in seconds and its origin (``--timeout 30``), named
+    when a request timed out.
+    """
     if isinstance(exc, CliError):
         return exc.message, exc.exit_code
     if isinstance(exc, AuthenticationError):
@@ -70,7 +77,7 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         detail = exc.server_message or exc.message
         return f"HTTP {exc.status} from {_where(exc.method, exc.url)}: {detail}", EXIT_FAILED
     if isinstance(exc, APITimeoutError):
-        return f"timed out: {_where(exc.method, exc.url) or exc.message}", EXIT_USAGE
+        return _timeout_message(exc, timeout), EXIT_USAGE
     if isinstance(exc, APIConnectionError):
         return f"cannot connect to the server: {exc.message}", EXIT_USAGE
     if isinstance(exc, ResponseDecodeError):
@@ -87,6 +94,24 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         name = f" {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{':' + name if name else ''}", EXIT_USAGE
     return f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", EXIT_FAILED
+
+
+def _timeout_message(exc: APITimeoutError, timeout: tuple[float, str] | None) -> str:
+    where = _where(exc.method, exc.url) or exc.message
+    if not exc.request_sent:
+        return (
+            f"timed out connecting to the server ({where}); check --base-url and the network"
+        )
+    if timeout is None:
+        return f"timed out: {where}; raise --timeout (seconds) if the server is slow"
+    seconds, origin = timeout
+    advice = timeout_advice(seconds)
+    return f"timed out after {seconds:g} s ({origin}) waiting for {where}; {advice}"
+
+
+def timeout_advice(seconds: float) -> str:
+    """What to do about a request that timed out after ``seconds``."""
+    return f"raise --timeout (e.g. --timeout {seconds * 2:g}) if the server is slow"
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

@@ -14,6 +14,7 @@ from ._errors import (
     EXIT_OK,
     EXIT_TERMINATED,
     EXIT_USAGE,
+    CliError,
     describe_error,
     redact,
 )
@@ -49,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "command", None) is None:
         _print_help_for(parser, args)
         return EXIT_USAGE
+    if args.command == "completion":
+        return _completion(parser, args.shell)
     try:
         import rich  # noqa: F401
     except ImportError:
@@ -82,11 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_OK
     except Exception as exc:
-        message, code = describe_error(exc)
+        message, code = describe_error(exc, timeout=ctx.timeout_hint())
         if args.debug:
             sys.stderr.write(redact(traceback.format_exc(), ctx.secrets))
         sys.stderr.write(f"iris360: error: {redact(message, ctx.secrets)}\n")
         return code
+
+
+def _completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    from ._completion import completion_script
+
+    try:
+        sys.stdout.write(completion_script(parser, shell))
+    except CliError as exc:
+        sys.stderr.write(f"iris360: error: {exc.message}\n")
+        return exc.exit_code
+    return EXIT_OK
 
 
 def _print_help_for(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

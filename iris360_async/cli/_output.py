@@ -78,9 +78,15 @@ class Output:
 
     # -- several rows -------------------------------------------------------------------------
     def rows(
-        self, rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], *, title: str = ""
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        columns: Sequence[Column],
+        *,
+        title: str = "",
+        project: bool = False,
     ) -> int:
-        """Write ``rows``; returns how many."""
+        """Write ``rows``; returns how many. JSON lines carry every field of a row, or with
+        ``project`` only the ``columns`` (keyed by their headers)."""
         if self.format == "table":
             collected = list(rows)
             self._table(collected, columns, title=title)
@@ -88,7 +94,7 @@ class Output:
         count = 0
         writer = self._csv_header(columns) if self.format == "csv" else None
         for row in rows:
-            self._stream_row(row, columns, writer)
+            self._stream_row(row, columns, writer, project)
             count += 1
         self.stdout.flush()
         return count
@@ -99,8 +105,10 @@ class Output:
         columns: Sequence[Column],
         *,
         title: str = "",
+        project: bool = False,
     ) -> int:
-        """Write rows as they arrive from an async iterable; returns how many."""
+        """Write rows as they arrive from an async iterable; returns how many (``project``
+        as for :meth:`rows`)."""
         if self.format == "table":
             collected = [row async for row in rows]
             self._table(collected, columns, title=title)
@@ -108,7 +116,7 @@ class Output:
         count = 0
         writer = self._csv_header(columns) if self.format == "csv" else None
         async for row in rows:
-            self._stream_row(row, columns, writer)
+            self._stream_row(row, columns, writer, project)
             count += 1
             if count % 500 == 0:
                 self.stdout.flush()
@@ -120,9 +128,12 @@ class Output:
         writer.writerow([c.header for c in columns])
         return writer
 
-    def _stream_row(self, row: Mapping[str, Any], columns: Sequence[Column], writer: Any) -> None:
+    def _stream_row(
+        self, row: Mapping[str, Any], columns: Sequence[Column], writer: Any, project: bool
+    ) -> None:
         if writer is None:
-            self.stdout.write(_json_line(row) + "\n")
+            record = {c.header: lookup(row, c.path) for c in columns} if project else row
+            self.stdout.write(_json_line(record) + "\n")
         else:
             writer.writerow([cell_text(lookup(row, c.path)) for c in columns])
 

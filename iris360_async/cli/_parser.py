@@ -11,7 +11,16 @@ import shutil
 import textwrap
 from typing import Any
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "build_parser"]
+from ._argparse import Parser, non_negative_float, positive_int
+from ._fields import CONNECTOR_FIELDS, DEVICE_FIELDS, ENTITY_FIELDS, FieldSet
+from ._global_options import GLOBAL_OPTIONS, GLOBAL_OPTIONS_USED, add_global_options, why_not
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "MAX_CONCURRENCY",
+    "build_parser",
+]
 
 DEFAULT_CHUNK_SIZE = 100
 DEFAULT_CONCURRENCY = 16
@@ -83,90 +92,8 @@ def _help_width() -> int:
     return max(60, min(shutil.get_terminal_size((100, 24)).columns, 100) - 2)
 
 
-def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """The options accepted before and after the command name.
-
-    On sub-commands the defaults are suppressed, so a value given there overrides the one given
-    before the command, and an absent one leaves it alone.
-    """
-
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
-
-    group = parser.add_argument_group("global options")
-    group.add_argument(
-        "--base-url",
-        metavar="URL",
-        default=default(None),
-        help="server URL (scheme and host), env IRIS360_BASE_URL",
-    )
-    group.add_argument(
-        "--username",
-        metavar="NAME",
-        default=default(None),
-        help="login name, env IRIS360_USERNAME (password: IRIS360_PASSWORD or a prompt)",
-    )
-    group.add_argument(
-        "--token",
-        metavar="TOKEN",
-        default=default(None),
-        help="access token instead of a login, env IRIS360_TOKEN",
-    )
-    group.add_argument(
-        "--tenant",
-        metavar="TENANT",
-        default=default(None),
-        help="default tenant, env IRIS360_TENANT",
-    )
-    group.add_argument(
-        "--scope",
-        metavar="SCOPE",
-        default=default(None),
-        help="default scope (service path), env IRIS360_SCOPE",
-    )
-    group.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        default=default(None),
-        help="timeout of one HTTP attempt in seconds (default 120)",
-    )
-    group.add_argument(
-        "--format",
-        choices=("table", "json", "csv"),
-        default=default(None),
-        help="output format (default: table on a terminal, JSON lines otherwise)",
-    )
-    group.add_argument(
-        "--debug",
-        action="store_true",
-        default=default(False),
-        help="show tracebacks and debug logs on stderr",
-    )
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
-
-
 def _concurrency(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > MAX_CONCURRENCY:
         raise argparse.ArgumentTypeError(f"must be <= {MAX_CONCURRENCY}: {text!r}")
     return value
@@ -182,16 +109,6 @@ def _concurrency_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
-
-
 def _progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--progress",
@@ -201,19 +118,33 @@ def _progress_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _fields_option(parser: argparse.ArgumentParser, fields: FieldSet) -> None:
+    parser.add_argument(
+        "--fields",
+        metavar="NAMES",
+        help="comma-separated columns (CSV, table) or keys (JSON lines) to print: "
+        f"{fields.names_text()}, or a dotted path into the record; default: "
+        f"{','.join(fields.default)} (JSON lines: every field)",
+    )
+
+
 def _leaf(
-    sub: Any, name: str, *, help: str, description: str, epilog: str
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    sub: Any, name: str, *, command: str, help: str, description: str, epilog: str
+) -> Parser:
+    """A command's parser with the global options it uses; it sets ``command``."""
+    parser: Parser = sub.add_parser(
         name, help=help, description=description, epilog=epilog, formatter_class=_Formatter
     )
-    _global_options(parser, suppress=True)
+    parser.set_defaults(command=command)
+    used = GLOBAL_OPTIONS_USED[command]
+    add_global_options(parser, suppress=True, only=used)
+    parser.refusals = {o: why_not(command, o) for o in GLOBAL_OPTIONS if o not in used}
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The complete ``iris360`` parser. Each leaf command sets ``command`` (a dotted name)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="iris360",
         description="Command line for the IRIS360 public API: list devices and entities, "
         "push commands to whole fleets with exact per-device outcomes, export time series, "
@@ -222,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    _global_options(parser, suppress=False)
+    add_global_options(parser, suppress=False)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="group")
 
     _add_demo(sub)
@@ -231,13 +162,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_entities(sub)
     _add_timeseries(sub)
     _add_connectors(sub)
+    _add_completion(sub)
     return parser
+
+
+def _add_completion(sub: Any) -> None:
+    p = _leaf(
+        sub,
+        "completion",
+        command="completion",
+        help="print a shell completion script (bash, zsh or fish)",
+        description="Print the completion script of iris360 for a shell, generated from this "
+        "parser (every command and option). Needs the 'cli' extra.",
+        epilog="""\
+examples:
+  iris360 completion bash > ~/.local/share/bash-completion/completions/iris360
+  iris360 completion zsh > ~/.zfunc/_iris360     # with fpath+=~/.zfunc before compinit
+  iris360 completion fish > ~/.config/fish/completions/iris360.fish
+""",
+    )
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
 
 
 def _add_demo(sub: Any) -> None:
     p = _leaf(
         sub,
         "demo",
+        command="demo",
         help="run a fleet job against a built-in emulator (no server needed)",
         description="Start the IRIS360 emulator in this process (a seeded fleet, realistic "
         "latency, a mild fault profile with a few rejected devices and rate limits), discover "
@@ -252,17 +203,16 @@ examples:
   iris360 demo --faults none --format json
 """,
     )
-    p.set_defaults(command="demo")
     p.add_argument(
         "--devices",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         default=20_000,
         help="fleet size (default 20000)",
     )
     p.add_argument(
         "--latency-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="MS",
         default=None,
         help="emulated time per request in ms (default 40); the per-device cost of bulk "
@@ -276,7 +226,7 @@ examples:
     )
     p.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CHUNK_SIZE,
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
@@ -292,6 +242,7 @@ def _add_emulator(sub: Any) -> None:
     p = _leaf(
         sub,
         "emulator",
+        command="emulator",
         help="serve a local IRIS360 emulator until interrupted",
         description="Serve the IRIS360 emulator on 127.0.0.1 until Ctrl-C. It prints the base "
         "URL and the credentials as IRIS360_* variables, ready to be exported in another "
@@ -304,7 +255,6 @@ examples:
   iris360 devices list
 """,
     )
-    p.set_defaults(command="emulator")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     p.add_argument(
         "--port",
@@ -314,11 +264,11 @@ examples:
         help="TCP port (default 0: a free port is chosen)",
     )
     p.add_argument(
-        "--devices", type=_positive_int, metavar="N", default=1000, help="fleet size (default 1000)"
+        "--devices", type=positive_int, metavar="N", default=1000, help="fleet size (default 1000)"
     )
     p.add_argument(
         "--latency-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="MS",
         default=0.0,
         help="base latency added to every request in ms (default 0)",
@@ -341,6 +291,7 @@ def _add_devices(sub: Any) -> None:
     p = _leaf(
         dsub,
         "list",
+        command="devices.list",
         help="list devices",
         description="List devices page by page (pages are fetched ahead concurrently).",
         epilog="""\
@@ -348,15 +299,18 @@ examples:
   iris360 devices list
   iris360 devices list --search sensor --limit 50
   iris360 devices list --format csv > devices.csv
+  iris360 devices list --format csv --fields serial,urn,type_code,properties.firmware
   iris360 devices list --format json | jq -r .serial > serials.txt
+
+devices are not filtered by tenant: list one tenant's devices with
+  iris360 entities list --tenant TENANT --scope SCOPE --type Device
 """,
     )
-    p.set_defaults(command="devices.list")
     p.add_argument("--search", metavar="TEXT", help="case-insensitive search")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N devices")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="stop after N devices")
     p.add_argument(
         "--page-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_PAGE_SIZE,
         metavar="N",
         help=f"devices per request (default {DEFAULT_PAGE_SIZE})",
@@ -366,10 +320,12 @@ examples:
         action="store_true",
         help="print one serial per line (input for send-commands)",
     )
+    _fields_option(p, DEVICE_FIELDS)
 
     p = _leaf(
         dsub,
         "send-commands",
+        command="devices.send-commands",
         help="send commands to many devices (exact outcome per device)",
         description="Send the same commands to every serial of a file. Each serial ends with "
         "exactly one outcome: sent, rejected (the device does not accept a command; nothing "
@@ -398,7 +354,6 @@ serials file: one serial per line (UTF-8, a byte order mark is ignored); blank l
 lines starting with # are ignored.
 """,
     )
-    p.set_defaults(command="devices.send-commands")
     p.add_argument(
         "--serials-file",
         required=True,
@@ -415,7 +370,7 @@ lines starting with # are ignored.
     )
     p.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CHUNK_SIZE,
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
@@ -455,14 +410,14 @@ lines starting with # are ignored.
     )
     p.add_argument(
         "--assume-request-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=250.0,
         metavar="MS",
         help="dry-run estimate: server time per request in ms (default 250)",
     )
     p.add_argument(
         "--assume-device-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=20.0,
         metavar="MS",
         help="dry-run estimate: server time per device in ms (default 20)",
@@ -482,6 +437,7 @@ def _add_entities(sub: Any) -> None:
     p = _leaf(
         esub,
         "list",
+        command="entities.list",
         help="list entities",
         description="List the entities you may access, optionally filtered by type.",
         epilog="""\
@@ -490,23 +446,24 @@ examples:
   iris360 entities list --type AirQualityObserved --type WeatherObserved --limit 100
 """,
     )
-    p.set_defaults(command="entities.list")
     p.add_argument(
         "--type", dest="types", action="append", metavar="TYPE", help="datamodel type (repeatable)"
     )
     p.add_argument("--search", metavar="TEXT", help="case-insensitive search")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N entities")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="stop after N entities")
     p.add_argument(
         "--page-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_PAGE_SIZE,
         metavar="N",
         help=f"entities per request (default {DEFAULT_PAGE_SIZE})",
     )
+    _fields_option(p, ENTITY_FIELDS)
 
     p = _leaf(
         esub,
         "latest",
+        command="entities.latest",
         help="latest value of every attribute of one entity",
         description="The latest value of every attribute (properties, relationships and "
         "commands) of one entity. Needs a tenant and a scope.",
@@ -516,7 +473,6 @@ examples:
   iris360 entities latest urn:ngsi-ld:Device:Device001 --format json
 """,
     )
-    p.set_defaults(command="entities.latest")
     p.add_argument("urn", help="entity URN, e.g. urn:ngsi-ld:Device:Device001")
 
 
@@ -531,6 +487,7 @@ def _add_timeseries(sub: Any) -> None:
     p = _leaf(
         tsub,
         "get",
+        command="timeseries.get",
         help="values of some measures of some devices in a time range",
         description="Values of the given measures of the given devices (entity URNs) from "
         "--start (inclusive) to --end (exclusive). Output rows: device_id, measure_id, "
@@ -545,7 +502,6 @@ examples:
       --start 2025-01-01T00:00:00Z --end 2025-02-01T00:00:00Z --aggregate mean:P1D
 """,
     )
-    p.set_defaults(command="timeseries.get")
     p.add_argument(
         "--device",
         dest="devices",
@@ -571,7 +527,7 @@ examples:
     )
     p.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="points per (device, measure) pair (server default 100)",
     )
@@ -600,6 +556,7 @@ def _add_connectors(sub: Any) -> None:
     p = _leaf(
         csub,
         "list",
+        command="connectors.list",
         help="list outbound connectors",
         description="List the outbound connectors you may access.",
         epilog="""\
@@ -608,13 +565,14 @@ examples:
   iris360 connectors list --search mqtt --format json
 """,
     )
-    p.set_defaults(command="connectors.list")
     p.add_argument("--search", metavar="TEXT", help="search in name and type")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N connectors")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="stop after N connectors")
+    _fields_option(p, CONNECTOR_FIELDS)
 
     p = _leaf(
         csub,
         "get",
+        command="connectors.get",
         help="show one outbound connector",
         description="Show one outbound connector. Secret fields (password, connection "
         "string, identity key) are masked unless --show-secrets is given.",
@@ -624,6 +582,5 @@ examples:
   iris360 connectors get 7 --format json --show-secrets
 """,
     )
-    p.set_defaults(command="connectors.get")
     p.add_argument("id", type=int, help="connector id")
     p.add_argument("--show-secrets", action="store_true", help="print secrets in clear")

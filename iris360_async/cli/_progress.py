@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TextIO
 
@@ -17,12 +17,11 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Column
 from rich.text import Text
 
-__all__ = ["OUTCOME_ORDER", "JobProgress", "format_counts", "progress_enabled"]
+__all__ = ["OUTCOME_ORDER", "JobProgress", "SlidingRate", "format_counts", "progress_enabled"]
 
 OUTCOME_ORDER = ("sent", "rejected", "failed", "unknown", "skipped")
 _STYLES = {
@@ -67,21 +66,76 @@ def _fixed() -> Column:
     return Column(no_wrap=True)
 
 
-class _RateColumn(ProgressColumn):
-    """Items per second, measured by rich over the last few seconds."""
+class SlidingRate:
+    """Items per second over the last ``window`` seconds, from ``(time, completed)`` samples.
 
-    def __init__(self, unit: str, table_column: Column | None = None) -> None:
+    Nothing (``None``) until the samples span ``min_span`` seconds: a rate measured over the
+    first milliseconds of a job, when one chunk of a hundred devices settles at once, says
+    tens of thousands per second.
+    """
+
+    def __init__(self, *, window: float = 10.0, min_span: float = 1.0) -> None:
+        self.window = window
+        self.min_span = min_span
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def update(self, now: float, completed: float) -> float | None:
+        """Record ``completed`` at ``now`` (seconds, monotonic); returns the rate or ``None``."""
+        samples = self._samples
+        if not samples or now > samples[-1][0]:
+            samples.append((now, completed))
+        while len(samples) > 2 and samples[1][0] <= now - self.window:
+            samples.popleft()
+        first_time, first_completed = samples[0]
+        span = now - first_time
+        if span < self.min_span:
+            return None
+        return (completed - first_completed) / span
+
+
+class _Rates:
+    """One :class:`SlidingRate` per task, shared by the rate and the time-left columns."""
+
+    def __init__(self) -> None:
+        self._rates: dict[TaskID, SlidingRate] = {}
+
+    def of(self, task: Task) -> float | None:
+        if task.finished and task.finished_time:
+            return task.completed / task.finished_time  # the overall average
+        rate = self._rates.setdefault(task.id, SlidingRate())
+        return rate.update(task.get_time(), task.completed)
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second over the last ten seconds (nothing during the first second)."""
+
+    def __init__(self, unit: str, rates: _Rates, table_column: Column | None = None) -> None:
         super().__init__(table_column=table_column)
         self.unit = unit
+        self.rates = rates
 
     def render(self, task: Task) -> Text:
-        if task.finished and task.finished_time:
-            speed: float | None = task.completed / task.finished_time  # the overall average
-        else:
-            speed = task.speed
+        speed = self.rates.of(task)
         if speed is None:
             return Text(f"- {self.unit}/s", style="progress.data.speed")
         return Text(f"{speed:,.0f} {self.unit}/s", style="progress.data.speed")
+
+
+class _TimeLeftColumn(ProgressColumn):
+    """Time left at the rate of :class:`_RateColumn` (``-:--:--`` while it is unknown)."""
+
+    def __init__(self, rates: _Rates, table_column: Column | None = None) -> None:
+        super().__init__(table_column=table_column)
+        self.rates = rates
+
+    def render(self, task: Task) -> Text:
+        speed = None if task.finished else self.rates.of(task)
+        if task.total is None or not speed:
+            return Text("-:--:--", style="progress.remaining")
+        seconds = int(max(0.0, task.total - task.completed) / speed)
+        minutes, secs = divmod(seconds, 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{secs:02d}", style="progress.remaining")
 
 
 class JobProgress:
@@ -91,7 +145,9 @@ class JobProgress:
     :meth:`advance`. A bar's outcome counts (bulk jobs) are shown to its right.
     """
 
-    def __init__(self, enabled: bool, stream: TextIO) -> None:
+    def __init__(
+        self, enabled: bool, stream: TextIO, *, get_time: Callable[[], float] | None = None
+    ) -> None:
         self.enabled = enabled
         self._stream = stream
         self._progress: Progress | None = None
@@ -100,17 +156,18 @@ class JobProgress:
         if enabled:
             console = Console(file=stream, force_terminal=True)
             self._compact = console.width < _COMPACT_BELOW
+            rates = _Rates()
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("[bold]{task.description}", table_column=_fixed()),
                 BarColumn(bar_width=None),
                 MofNCompleteColumn(table_column=_fixed()),
-                _RateColumn("dev", table_column=_fixed()),
-                TimeRemainingColumn(table_column=_fixed()),
+                _RateColumn("dev", rates, table_column=_fixed()),
+                _TimeLeftColumn(rates, table_column=_fixed()),
                 TextColumn("{task.fields[counts]}", table_column=_fixed()),
                 console=console,
                 refresh_per_second=8,
-                speed_estimate_period=10.0,
+                get_time=get_time,
             )
 
     def __enter__(self) -> JobProgress:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._errors import EXIT_OK, CliError
+from ._fields import CONNECTOR_FIELDS, DEVICE_FIELDS, ENTITY_FIELDS
 from ._output import Column
 
 if TYPE_CHECKING:
@@ -23,22 +24,6 @@ __all__ = [
     "timeseries_get",
 ]
 
-DEVICE_COLUMNS = (
-    Column("id", "id"),
-    Column("serial", "serial"),
-    Column("name", "name"),
-    Column("type", "type.name"),
-    Column("subscribed", "is_subscribed"),
-    Column("last data", "time_last_data"),
-)
-ENTITY_COLUMNS = (
-    Column("id", "id"),
-    Column("urn", "urn"),
-    Column("name", "name"),
-    Column("datamodel", "datamodel"),
-    Column("tenant", "tenant"),
-    Column("scope", "scope"),
-)
 ATTRIBUTE_COLUMNS = (
     Column("id", "id"),
     Column("type", "type"),
@@ -51,13 +36,6 @@ POINT_COLUMNS = (
     Column("measure_id", "measure_id"),
     Column("timestamp", "timestamp"),
     Column("value", "value"),
-)
-CONNECTOR_COLUMNS = (
-    Column("id", "id"),
-    Column("name", "name"),
-    Column("type", "type"),
-    Column("status", "status"),
-    Column("last connection", "last_connection"),
 )
 SECRET_FIELDS = frozenset({"password", "connection_string", "identity_key", "sslCert"})
 
@@ -82,6 +60,7 @@ def _kwargs(**values: Any) -> dict[str, Any]:
 async def devices_list(ctx: Context) -> int:
     args = ctx.args
     out = ctx.output()
+    columns = DEVICE_FIELDS.columns(args.fields)
     async with ctx.client() as client:
         paginator = client.devices.paginate(
             **_kwargs(page_size=args.page_size, search=args.search, max_items=args.limit)
@@ -92,13 +71,16 @@ async def devices_list(ctx: Context) -> int:
                     ctx.stdout.write(f"{device.serial}\n")
                 ctx.stdout.flush()
             else:
-                await out.rows_async(_rows(paginator), DEVICE_COLUMNS, title="devices")
+                await out.rows_async(
+                    _rows(paginator), columns, title="devices", project=args.fields is not None
+                )
     return EXIT_OK
 
 
 async def entities_list(ctx: Context) -> int:
     args = ctx.args
     out = ctx.output()
+    columns = ENTITY_FIELDS.columns(args.fields)
     async with ctx.client() as client:
         tenant, scope = ctx.tenant_scope(client)
         paginator = client.entities.paginate(
@@ -112,7 +94,9 @@ async def entities_list(ctx: Context) -> int:
             )
         )
         async with paginator:
-            await out.rows_async(_rows(paginator), ENTITY_COLUMNS, title="entities")
+            await out.rows_async(
+                _rows(paginator), columns, title="entities", project=args.fields is not None
+            )
     return EXIT_OK
 
 
@@ -198,12 +182,15 @@ def _points(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
 async def connectors_list(ctx: Context) -> int:
     args = ctx.args
     out = ctx.output()
+    columns = CONNECTOR_FIELDS.columns(args.fields)
     async with ctx.client() as client:
         paginator = client.connectors.out.paginate(
             **_kwargs(search=args.search, max_items=args.limit)
         )
         async with paginator:
-            await out.rows_async(_rows(paginator), CONNECTOR_COLUMNS, title="connectors")
+            await out.rows_async(
+                _rows(paginator), columns, title="connectors", project=args.fields is not None
+            )
     return EXIT_OK
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from ._errors import EXIT_FAILED, EXIT_OK, CliError
-from ._job import PROBLEM_STATUSES, cli_wording, run_job, write_job_summary
+from ._errors import EXIT_FAILED, EXIT_OK, CliError, timeout_advice
+from ._job import PROBLEM_STATUSES, JobResult, cli_wording, run_job, write_job_summary
 from ._output import Output
 from ._paths import check_job_paths
 from ._progress import JobProgress, progress_enabled
@@ -129,6 +130,7 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     write_job_summary(out, result, title="send-commands")
     if result.stopped_reason and not result.interrupted:
         ctx.stderr.write(f"iris360: the job stopped early: {result.stopped_reason}\n")
+    _explain_timeouts(ctx, result)
     in_flight = result.unstreamed.get("unknown", 0)
     if in_flight:
         ctx.stderr.write(
@@ -149,3 +151,22 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
             "earlier run (see the journal) and may still lack the command\n"
         )
     return EXIT_FAILED if result.has_problems else EXIT_OK
+
+
+def _explain_timeouts(ctx: Context, result: JobResult) -> None:
+    """One line naming ``--timeout`` and its value when requests of this run timed out after
+    they were sent (connect timeouts leave devices ``failed`` and resumable: not these)."""
+    timed_out = Counter[str]()
+    for group in result.problems:
+        cause = group.cause
+        if not group.earlier and "timed out" in cause and "timed out connecting" not in cause:
+            timed_out[group.status] += group.devices
+    hint = ctx.timeout_hint()
+    if not timed_out or hint is None:
+        return
+    seconds, origin = hint
+    counts = " and ".join(f"{n:,} {status}" for status, n in timed_out.most_common())
+    ctx.stderr.write(
+        f"iris360: {counts} after requests timed out after {seconds:g} s ({origin}); "
+        f"{timeout_advice(seconds)}\n"
+    )

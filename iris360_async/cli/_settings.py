@@ -7,10 +7,15 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .._config import settings_from_env
+from .._config import Timeout, settings_from_env
 from ._errors import CliError
 
-__all__ = ["ConnectionSettings", "resolve_connection"]
+__all__ = ["DEFAULT_TIMEOUTS", "ConnectionSettings", "resolve_connection"]
+
+DEFAULT_TIMEOUTS = {"timeseries.get": 240.0}
+"""Per command, the time one attempt may take without ``--timeout`` (others: 120 s)."""
+_DEFAULT_TIMEOUT = 120.0
+_CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -24,10 +29,33 @@ class ConnectionSettings:
     tenant: str | None = None
     scope: str | None = None
     timeout: float | None = None
+    timeout_source: str | None = None
+    """Where ``timeout`` came from: ``"--timeout"`` or ``"IRIS360_TIMEOUT"``."""
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
         return (self.password, self.token)
+
+    def attempt_timeout(self, command: str) -> float:
+        """Seconds one HTTP attempt of ``command`` may take: ``--timeout`` or the default."""
+        if self.timeout is not None:
+            return self.timeout
+        return DEFAULT_TIMEOUTS.get(command, _DEFAULT_TIMEOUT)
+
+    def client_timeout(self, command: str) -> Timeout:
+        """The client's timeouts: the whole attempt and the wait for data both limited by
+        :meth:`attempt_timeout` (so raising ``--timeout`` is enough), connecting by 10 s."""
+        seconds = self.attempt_timeout(command)
+        return Timeout(connect=min(_CONNECT_TIMEOUT, seconds), read=seconds, total=seconds)
+
+    def timeout_origin(self) -> str:
+        """How the attempt timeout was chosen, for messages: ``--timeout 30``,
+        ``IRIS360_TIMEOUT=30`` or ``the default``."""
+        if self.timeout is None:
+            return "the default"
+        if self.timeout_source == "IRIS360_TIMEOUT":
+            return f"IRIS360_TIMEOUT={self.timeout:g}"
+        return f"--timeout {self.timeout:g}"
 
 
 def resolve_connection(
@@ -87,7 +115,9 @@ def resolve_connection(
         username = None  # token only
 
     timeout: float | None = getattr(args, "timeout", None)
+    source = None if timeout is None else "--timeout"
     if timeout is None and "timeout" in env:
+        source = "IRIS360_TIMEOUT"
         try:
             timeout = float(env["timeout"])
         except ValueError:
@@ -102,4 +132,5 @@ def resolve_connection(
         tenant=pick("tenant"),
         scope=pick("scope"),
         timeout=timeout,
+        timeout_source=source,
     )

@@ -29,6 +29,7 @@ from .entities import (
     EntityPaginationRequest,
     EntityProperty,
     EntityRelationship,
+    LatestAttributes,
     UnknownEntityAttribute,
 )
 from .timeseries import (
@@ -63,6 +64,7 @@ __all__ = [
     "EntityProperty",
     "EntityRelationship",
     "ImportResult",
+    "LatestAttributes",
     "LoginRequest",
     "MappingSchema",
     "Organization",

@@ -26,6 +26,7 @@ __all__ = [
     "EntityPaginationRequest",
     "EntityProperty",
     "EntityRelationship",
+    "LatestAttributes",
     "UnknownEntityAttribute",
     "decode_attributes",
 ]
@@ -198,6 +199,63 @@ EntityAttribute: TypeAlias = (
     EntityProperty | EntityRelationship | EntityCommand | UnknownEntityAttribute
 )
 """Any attribute returned by ``entities.latest``; match on the class (or ``type``)."""
+
+
+
+class LatestAttributes(list[EntityAttribute]):
+    """What ``entities.latest`` returns: the attributes as sent (a ``list``), plus lookups by
+    attribute name.
+
+    Example:
+        >>> attrs = await iris.entities.latest("urn:ngsi-ld:Device:SN000001")
+        >>> attrs.value("temperature")
+        21.4
+        >>> attrs.attribute("w_ota").pending
+        False
+    """
+
+    __slots__ = ()
+
+    def names(self) -> list[str]:
+        """The attribute names, each once, in the order sent."""
+        return list(dict.fromkeys(a.id for a in self if a.id is not None))
+
+    def attribute(self, name: str) -> EntityAttribute:
+        """The attribute called ``name`` (its ``id``). When it was sent more than once, the
+        one with the newest ``timestamp`` (the first of those without one).
+
+        Raises:
+            KeyError: no attribute has that name; the message lists the names there are.
+        """
+        found: EntityAttribute | None = None
+        for item in self:
+            if item.id != name:
+                continue
+            if found is None or (
+                item.timestamp is not None
+                and (found.timestamp is None or item.timestamp > found.timestamp)
+            ):
+                found = item
+        if found is None:
+            urn = next((a.urn for a in self if a.urn), None)
+            where = f" of {urn}" if urn else ""
+            available = ", ".join(self.names()) or "none"
+            raise KeyError(f"no attribute {name!r}{where}; available: {available}")
+        return found
+
+    def value(self, name: str) -> Any:
+        """The value of the attribute called ``name``: ``value`` for a property or a
+        relationship (and an attribute of an unknown kind), ``current_value`` (the confirmed
+        value) for a command.
+
+        Raises:
+            KeyError: no attribute has that name; the message lists the names there are.
+        """
+        found = self.attribute(name)
+        if isinstance(found, EntityCommand):
+            return found.current_value
+        return found.value
+
 
 if TYPE_CHECKING:
     _AttributeList: TypeAlias = list[EntityAttribute]

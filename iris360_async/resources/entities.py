@@ -19,8 +19,8 @@ from .._validation import (
 from ..models.common import Page
 from ..models.entities import (
     Entity,
-    EntityAttribute,
     EntityPaginationRequest,
+    LatestAttributes,
     decode_attributes,
 )
 from ._base import APIResource, decode_response
@@ -132,7 +132,7 @@ class EntitiesResource(APIResource):
         last_sent: bool | None = None,
         only_available_commands: bool | None = None,
         only_pending_commands: bool | None = None,
-    ) -> list[EntityAttribute]:
+    ) -> LatestAttributes:
         """The latest value of every attribute of one entity (no history).
 
         Args:
@@ -154,10 +154,16 @@ class EntitiesResource(APIResource):
             :class:`~iris360_async.models.EntityRelationship`,
             :class:`~iris360_async.models.EntityCommand` (and
             :class:`~iris360_async.models.UnknownEntityAttribute` for other kinds), as sent.
-            The same attribute may appear more than once.
+            The same attribute may appear more than once. The list is a
+            :class:`~iris360_async.models.LatestAttributes`: ``attrs.value("temperature")``
+            reads one value, ``attrs.attribute("w_ota")`` one attribute (a ``KeyError`` naming
+            the attributes there are when it is missing).
 
         Example:
-            >>> attrs = await iris.entities.latest("urn:ngsi-ld:Device:D1", attr_types="Command")
+            >>> attrs = await iris.entities.latest("urn:ngsi-ld:Device:D1")
+            >>> attrs.value("temperature")
+            21.4
+            >>> commands = await iris.entities.latest("urn:ngsi-ld:Device:D1", attr_types="Command")
         """
         validate_urn(urn)
         tenant_value, scope_value = self._client.require_tenant_scope(tenant, scope)
@@ -198,4 +204,5 @@ class EntitiesResource(APIResource):
             headers={"tenant": tenant_value, "scope": scope_value},
             retry="read",
         )
-        return decode_response(response, decode_attributes, "list[EntityAttribute]")
+        attributes = decode_response(response, decode_attributes, "list[EntityAttribute]")
+        return LatestAttributes(attributes)
