@@ -191,3 +191,20 @@ async def test_bad_arguments_are_refused_before_any_read(
     with pytest.raises(error):
         await reconcile(reader, serials_in, commands, concurrency=concurrency)
     assert fleet.calls == []
+
+
+async def test_preloading_the_device_list_saves_the_lookups() -> None:
+    lost = serials(1, 40)
+    async with Iris360Emulator(devices=60, seed=2, clock_start=T0) as emu, \
+            client_for(emu) as iris:
+        await lose(iris, emu, FaultProfile(drop_rate=1.0), lost)
+        emu.stats.reset()
+        reader = CommandStateReader.for_client(iris)
+        assert await reader.preload(iris.devices.paginate(page_size=25), set(lost)) == 40
+        verdicts = await reconcile(reader, [*lost, "SN999999"], COMMANDS)
+        assert {v.kind for s, v in verdicts.items() if s != "SN999999"} == {
+            VerdictKind.CONFIRMED}
+        assert verdicts["SN999999"].detail == "device 'SN999999' not found"
+        assert emu.stats.requests["devices.paginate"] == 3 + 1  # three pages, one look-up
+        assert emu.stats.requests["entities.latest"] == 40
+        assert reader.requests == 41
