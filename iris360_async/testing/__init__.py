@@ -29,6 +29,10 @@ Behaviour chosen where the reference is silent:
   required; ``name``, ``type``, ``description``, ``case_id`` optional), validates every row
   before creating or updating devices, and answers
   ``200 {"message", "total_devices_in_file", "created", "updated"}``;
+* devices confirm pending commands when they connect: with ``sync_interval`` each device
+  connects every few emulated minutes (its own interval, seeded), ``offline_fraction`` never
+  do; a confirmation clears ``pending`` and sets ``current_value``; ``time_scale`` runs the
+  emulated clock faster than real time;
 * time series: one point every ``series_interval`` seconds (default 600) from ``series_start``
   (default 2025-01-01) to the emulator clock's now; ``order`` null = ascending;
   ``where`` (with empty ``device_ids``) honours ``datamodel`` and ``urn`` fields.
@@ -42,12 +46,15 @@ from .emulator import EmulatorProcess, EmulatorThread, Iris360Emulator
 from .faults import ENDPOINTS, FaultProfile
 from .fleet import ALL_COMMANDS, DEVICE_TYPES, DeviceType, Fleet
 from .stats import EmulatorStats
+from .sync import CommandState, DeviceSync
 from .tokens import TokenPair
 
 __all__ = [
     "ALL_COMMANDS",
     "DEVICE_TYPES",
     "ENDPOINTS",
+    "CommandState",
+    "DeviceSync",
     "DeviceType",
     "EmulatorClock",
     "EmulatorConfig",

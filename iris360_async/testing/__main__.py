@@ -13,9 +13,16 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .config import LatencyModel
+from .config import LatencyModel, parse_sync_interval
 from .emulator import Iris360Emulator
 from .faults import FaultProfile
+
+
+def _sync_interval(text: str) -> tuple[float, float]:
+    try:
+        return parse_sync_interval(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit-rate", type=float, default=0.0, help="429 with Retry-After")
     p.add_argument("--drop-rate", type=float, default=0.0, help="responses lost after processing")
     p.add_argument("--no-ota-fraction", type=float, default=0.05)
+    p.add_argument("--sync-interval", type=_sync_interval, default=None, metavar="MIN-MAX",
+                   help="emulated time between two connections of a device, when it confirms "
+                        "its pending commands, e.g. 1m-15m (default: devices never confirm)")
+    p.add_argument("--offline-fraction", type=float, default=0.0,
+                   help="share of the devices that never connect")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="emulated seconds per real second (60: a minute per second)")
     p.add_argument("--json", action="store_true", help="print one JSON line with the settings")
     return p
 
@@ -56,7 +70,9 @@ async def _serve(args: argparse.Namespace) -> None:
         host=args.host, port=args.port, devices=args.devices, seed=args.seed,
         token_ttl=args.token_ttl, capacity=args.capacity, no_ota_fraction=args.no_ota_fraction,
         latency=LatencyModel(args.latency_base, args.latency_per_item, args.latency_jitter),
-        faults=faults if faults.active else None, **settings,  # type: ignore[arg-type]
+        faults=faults if faults.active else None, sync_interval=args.sync_interval,
+        offline_fraction=args.offline_fraction, time_scale=args.time_scale,
+        **settings,  # type: ignore[arg-type]
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -68,7 +84,9 @@ async def _serve(args: argparse.Namespace) -> None:
             print(json.dumps({
                 "base_url": emu.base_url, "api_url": emu.api_url, "username": emu.username,
                 "password": emu.password, "tenant": emu.tenant, "scope": emu.scope,
-                "devices": emu.fleet.device_count,
+                "devices": emu.fleet.device_count, "sync_interval": emu.config.sync_range,
+                "offline_fraction": emu.config.offline_fraction,
+                "time_scale": emu.config.time_scale,
             }), flush=True)
         else:
             print(f"IRIS360 emulator serving {emu.base_url}", flush=True)

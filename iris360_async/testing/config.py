@@ -1,15 +1,18 @@
-"""Settings of an emulator: fleet size, credentials, token lifetimes, latency, paths."""
+"""Settings of an emulator: fleet size, credentials, token lifetimes, latency, paths, clock
+speed and how devices confirm commands."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from .faults import FaultProfile
 
-__all__ = ["EmulatorConfig", "EmulatorPaths", "LatencyModel"]
+__all__ = ["EmulatorConfig", "EmulatorPaths", "LatencyModel", "parse_sync_interval"]
 
 DEFAULT_SERIES_START = int(datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp())
 
@@ -86,6 +89,14 @@ class EmulatorConfig:
     ``Accept: application/json``: an unauthenticated call answers 500 ``{"message": "Server
     Error"}`` (the redirect to a ``login`` route that does not exist fails) and a validation
     failure redirects (302) instead of answering 422.
+
+    Devices confirm pending commands when they connect (see :mod:`.sync`): ``sync_interval``
+    is ``(shortest, longest)`` emulated seconds between two connections of a device (each
+    device draws its own interval uniformly from it; one number for the same interval
+    everywhere), ``None`` (default) for devices that never confirm on their own;
+    ``offline_fraction`` of the devices never connect. ``time_scale`` runs the emulator clock
+    faster than real time (60: one real second is one emulated minute); token lifetimes stay in
+    real seconds.
     """
 
     host: str = "127.0.0.1"
@@ -113,6 +124,9 @@ class EmulatorConfig:
     require_accept_json: bool = False
     api_prefix: str = "/api/public/v1"
     paths: EmulatorPaths = field(default_factory=EmulatorPaths)
+    sync_interval: tuple[float, float] | float | None = None
+    offline_fraction: float = 0.0
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.devices < 0:
@@ -130,3 +144,48 @@ class EmulatorConfig:
         if not self.api_prefix.startswith("/") or self.api_prefix.endswith("/"):
             raise ValueError("api_prefix must start with '/' and not end with '/'")
         object.__setattr__(self, "paths", EmulatorPaths.coerce(self.paths))
+        object.__setattr__(self, "sync_interval", _sync_pair(self.sync_interval))
+        if not 0.0 <= self.offline_fraction <= 1.0:
+            raise ValueError("offline_fraction must be between 0 and 1")
+        if not (math.isfinite(self.time_scale) and self.time_scale > 0):
+            raise ValueError("time_scale must be a positive number")
+
+    @property
+    def sync_range(self) -> tuple[float, float] | None:
+        """``sync_interval`` as a ``(shortest, longest)`` pair (``None``: devices never sync)."""
+        return _sync_pair(self.sync_interval)
+
+
+def _sync_pair(value: tuple[float, float] | float | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low = high = float(value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        low, high = (float(v) for v in value)
+    else:
+        raise TypeError("sync_interval must be seconds or a (shortest, longest) pair")
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+        raise ValueError("sync_interval must satisfy 0 < shortest <= longest (seconds)")
+    return (low, high)
+
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", re.IGNORECASE)
+
+
+def _seconds(text: str) -> float:
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (e.g. 90, 90s, 15m, 2h)")
+    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def parse_sync_interval(text: str) -> tuple[float, float]:
+    """``"1m-15m"`` -> ``(60.0, 900.0)``; ``"5m"`` -> ``(300.0, 300.0)``; units ``s`` (default),
+    ``m``, ``h``, ``d``."""
+    low, sep, high = text.partition("-")
+    pair = (_seconds(low), _seconds(high) if sep else _seconds(low))
+    result = _sync_pair(pair)
+    assert result is not None
+    return result

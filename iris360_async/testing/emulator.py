@@ -22,6 +22,7 @@ from .faults import REDIRECT_TRAP, FaultInjector, FaultProfile
 from .fleet import Fleet, stable_hash
 from .server import Plumbing, Router
 from .stats import EmulatorStats
+from .sync import CommandState
 from .tokens import TokenAuthority, TokenPair
 
 __all__ = ["EmulatorProcess", "EmulatorThread", "Iris360Emulator"]
@@ -50,7 +51,10 @@ class Iris360Emulator:
             ``auth_rate_limit`` (logins + refreshes per minute, ``None`` = unlimited),
             ``require_accept_json`` (Laravel's answers without ``Accept: application/json``),
             ``api_prefix`` and ``paths`` (:class:`EmulatorPaths` or the client's
-            ``EndpointPaths``).
+            ``EndpointPaths``), ``sync_interval`` (emulated seconds between two connections
+            of a device, when it confirms its pending commands: a number or a ``(shortest,
+            longest)`` range; ``None`` = never), ``offline_fraction`` (devices that never
+            connect), ``time_scale`` (emulated seconds per real second).
     """
 
     def __init__(self, config: EmulatorConfig | None = None, **settings: Any) -> None:
@@ -61,18 +65,19 @@ class Iris360Emulator:
 
             config = replace(config, **settings)
         self.config = config
-        self.clock = EmulatorClock(config.clock_start)
+        self.clock = EmulatorClock(config.clock_start, time_scale=config.time_scale)
         self.fleet = Fleet(
             devices=config.devices, seed=config.seed, tenant=config.tenant, scope=config.scope,
             no_ota_fraction=config.no_ota_fraction, extra_entities=config.extra_entities,
             connectors=config.connectors, series_start=config.series_start,
-            series_interval=config.series_interval,
+            series_interval=config.series_interval, sync_interval=config.sync_range,
+            offline_fraction=config.offline_fraction,
         )
         self.stats = EmulatorStats(self.fleet.ledger)
         user_hash = stable_hash(config.seed, config.username)
         subject = f"{user_hash:08x}-0000-4000-8000-{config.user_id:012d}"
         self.tokens = TokenAuthority(
-            self.clock, subject=subject, access_ttl=config.token_ttl,
+            self.clock.real_speed(), subject=subject, access_ttl=config.token_ttl,
             refresh_ttl=config.refresh_ttl,
         )
         fault_seed = config.seed if config.fault_seed is None else config.fault_seed
@@ -171,9 +176,14 @@ class Iris360Emulator:
         return self.tokens.issue()
 
     def acknowledge_commands(self, serial: str | None = None) -> None:
-        """Clear the pending commands of ``serial`` (of every device when ``None``), as if the
-        devices had picked them up."""
+        """Confirm the pending commands of ``serial`` (of every device when ``None``) now, as if
+        the devices had connected: ``pending`` clears, ``current_value`` takes the value sent."""
         self.fleet.ledger.acknowledge(serial)
+        self.fleet.sync.acknowledge(serial, self.clock.now())
+
+    def command_state(self, serial: str, command: str) -> CommandState:
+        """What the entity of ``serial`` shows for ``command`` now (pending, values, when)."""
+        return self.fleet.sync.state(serial, command, self.clock.now())
 
     # -- lifecycle ----------------------------------------------------------------------------
 

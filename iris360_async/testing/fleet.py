@@ -234,6 +234,10 @@ class Fleet:
         connectors: outbound connectors (types cycle through the five kinds).
         series_start: first data point of every time series, seconds since the epoch.
         series_interval: seconds between two generated data points.
+        sync_interval: ``(shortest, longest)`` emulated seconds between two connections of a
+            device, when it confirms its pending commands (see :mod:`.sync`); ``None``: devices
+            never confirm on their own.
+        offline_fraction: share of the devices that never connect.
     """
 
     def __init__(
@@ -248,6 +252,8 @@ class Fleet:
         connectors: int,
         series_start: int,
         series_interval: int,
+        sync_interval: tuple[float, float] | None = None,
+        offline_fraction: float = 0.0,
     ) -> None:
         if devices < 0 or extra_entities < 0 or connectors < 0:
             raise ValueError("fleet sizes must not be negative")
@@ -279,6 +285,10 @@ class Fleet:
         self.connectors: dict[int, Connector] = {}
         self._build_connectors(connectors, rng)
         self.ledger = CommandLedger(self.serial_type)
+        from .sync import DeviceSync
+
+        self.sync = DeviceSync(seed=seed, interval=sync_interval,
+                               offline_fraction=offline_fraction)
         self._order_cache: dict[str, list[int]] = {}
         self._row_cache: dict[int, bytes] = {}
         self._row_cache_key: tuple[int | None, int] | None = None

@@ -100,6 +100,17 @@ class DeviceEndpoints(EndpointBase):
             return True
         return needle in fleet.device_type(index).name.lower()
 
+    def _apply(
+        self, serials: list[str], commands: dict[str, Any], excluded: Sequence[str] = ()
+    ) -> bool:
+        """Command ``serials`` (but not ``excluded``): count them in the ledger and mark the
+        commands pending on their entities; ``False`` (nothing applied) for an unknown serial."""
+        fleet = self.fleet
+        if not fleet.ledger.apply(serials, commands, excluded):
+            return False
+        fleet.sync.record(serials, commands, self.clock.now(), excluded)
+        return True
+
     def _rejections(self, commands: tuple[str, ...]) -> tuple[bytes | None, ...]:
         """Per device type: the rejection item for ``commands``, or ``None`` if accepted."""
         items: list[bytes | None] = []
@@ -167,7 +178,7 @@ class DeviceEndpoints(EndpointBase):
             rejected = self._rejected_serials(commands)
             hits = rejected.keys() & serials
             if not hits:
-                if self.fleet.ledger.apply(serials, data):
+                if self._apply(serials, data):
                     return json_response(self._success_body(n), 207)
             else:
                 # few rejected targets: patch their items and positions in
@@ -183,7 +194,7 @@ class DeviceEndpoints(EndpointBase):
                             break
                         parts[pos] = item
                         excluded.append(serial)
-                if len(excluded) == n or self.fleet.ledger.apply(serials, data, excluded):
+                if len(excluded) == n or self._apply(serials, data, excluded):
                     return json_response(b"[" + b",".join(parts) + b"]", 207)
         except TypeError:  # an unhashable serial (list, object): validated below
             pass
@@ -214,7 +225,6 @@ class DeviceEndpoints(EndpointBase):
                 return validation(v)
         rejections = self._rejections(commands)
         serial_type = self.fleet.serial_type
-        ledger = self.fleet.ledger
         item_faults = profile is not None and profile.has_item_faults
         parts: list[bytes] = []
         for pos, serial in enumerate(serials):
@@ -234,7 +244,7 @@ class DeviceEndpoints(EndpointBase):
                 if failure is not None:
                     parts.append(failure)
                     continue
-            ledger.apply([serial], data)
+            self._apply([serial], data)
             parts.append(SUCCESS_ITEM)
         if stop_at is not None:
             return json_response(b'{"message":"This action is unauthorized."}', 403)

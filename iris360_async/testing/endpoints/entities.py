@@ -192,21 +192,22 @@ class EntityEndpoints(EndpointBase):
         if entity.device_id is not None:
             index = entity.device_id - 1
             accepted = fleet.device_type(index).commands
-            pending = fleet.ledger.pending(fleet.serials[index])
+            serial = fleet.serials[index]
             for command in ALL_COMMANDS:
                 available = command in accepted
-                is_pending = command in pending
                 if not wanted("Command", command):
                     continue
-                if (only_available and not available) or (only_pending and not is_pending):
+                state = fleet.sync.state(serial, command, now)
+                if (only_available and not available) or (only_pending and not state.pending):
                     continue
+                when = stamp if state.changed_at is None else timestamp_db(state.changed_at)
                 out.append({
                     **common, "entity_id": entity.id, "id": command, "name": label(command),
                     "type": "Command", "value_type": COMMAND_TYPES[command],
-                    "status": "PENDING" if is_pending else "OK", "info": None,
-                    "status_timestamp": stamp, "info_timestamp": stamp, "timestamp": stamp,
-                    "available": available, "pending": is_pending,
-                    "pending_value": pending.get(command), "current_value": None,
+                    "status": "PENDING" if state.pending else "OK", "info": None,
+                    "status_timestamp": when, "info_timestamp": when, "timestamp": when,
+                    "available": available, "pending": state.pending,
+                    "pending_value": state.pending_value, "current_value": state.current_value,
                     "description": "No info available", "data_type": None, "units": None,
                     "tab": None, "datamodel": None, "max_value": None, "min_value": None,
                     "internal": False, "operations": None,
