@@ -89,7 +89,8 @@ class ManualClock:
 
     Example:
         >>> clock = ManualClock(start=1_700_000_000.0)
-        >>> client = Iris360Client("http://127.0.0.1:1", token="…", _clock=clock)  # doctest: +SKIP
+        >>> client = Iris360Client._with_hooks("http://127.0.0.1:1", token="…", clock=clock)
+        ... # doctest: +SKIP
     """
 
     __slots__ = ("_now", "sleeps")
@@ -198,7 +199,8 @@ class RetryPolicy:
         max_auth_retry_after: the longest ``Retry-After`` of a 429 on login or refresh that is
             waited out, once (one more attempt, never a loop); a longer or missing one makes
             the login/refresh fail with :class:`~iris360_async.RateLimitError` at once.
-        random: a function returning a uniform float in ``[0, 1)`` (injectable for tests).
+        random: a function returning a uniform float in ``[0, 1)`` for the jitter; ``None``
+            (the default): :func:`random.random`.
     """
 
     max_retries: int = 3
@@ -206,7 +208,7 @@ class RetryPolicy:
     cap: float = 8.0
     max_retry_after: float = 120.0
     max_auth_retry_after: float = 30.0
-    random: Callable[[], float] = field(default=_random.random, repr=False, compare=False)
+    random: Callable[[], float] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (
@@ -225,10 +227,13 @@ class RetryPolicy:
             raise ValueError("backoff needs 0 < base <= cap (seconds)")
         if self.max_retry_after < 0 or self.max_auth_retry_after < 0:
             raise ValueError("max_retry_after and max_auth_retry_after must be >= 0 seconds")
+        if self.random is not None and not callable(self.random):
+            raise TypeError("RetryPolicy.random must be a function returning a float in [0, 1)")
 
     def backoff(self, retry_index: int) -> float:
         """The jittered wait before retry number ``retry_index`` (0-based), seconds."""
-        return full_jitter(retry_index, self.base, self.cap, self.random())
+        u = _random.random() if self.random is None else self.random()
+        return full_jitter(retry_index, self.base, self.cap, u)
 
     def replace(self, **changes: object) -> RetryPolicy:
         """A copy with some fields changed."""

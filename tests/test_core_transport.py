@@ -103,9 +103,9 @@ class ScriptedServer:
         return await item(request)
 
     def client(self, **kw: Any) -> Iris360Client:
-        kw.setdefault("_clock", self.clock)
-        kw.setdefault("_random", lambda: 0.5)
-        return Iris360Client(self.base_url, **kw)
+        kw.setdefault("clock", self.clock)
+        kw.setdefault("random", lambda: 0.5)
+        return Iris360Client._with_hooks(self.base_url, **kw)
 
 
 @contextlib.asynccontextmanager
@@ -442,7 +442,7 @@ async def test_429_gate_holds_back_other_requests_too(server: ScriptedServer) ->
                                  headers={"Retry-After": "30"}), reply(200, {}))
     server.on("GET", "/b", reply(200, {}))
     clock = HeldClock()
-    async with server.client(token=TOKEN, _clock=clock) as iris:
+    async with server.client(token=TOKEN, clock=clock) as iris:
         first = asyncio.create_task(iris._transport.request("GET", "/a"))
         while clock.sleeping < 1:  # noqa: ASYNC110 - polling a counter, not a condition
             await asyncio.sleep(0)
@@ -567,8 +567,8 @@ async def test_read_retries_timeouts_and_resets(
 
 
 async def test_real_refused_connection_maps_to_not_sent() -> None:
-    async with Iris360Client(
-        f"http://127.0.0.1:{closed_port()}", token=TOKEN, max_retries=0, _clock=ManualClock()
+    async with Iris360Client._with_hooks(
+        f"http://127.0.0.1:{closed_port()}", token=TOKEN, max_retries=0, clock=ManualClock()
     ) as iris:
         with pytest.raises(APIConnectionError) as info:
             await iris._transport.request("GET", "/x")
