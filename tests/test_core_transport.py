@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,7 +247,7 @@ async def test_request_json_decodes(server: ScriptedServer) -> None:
     assert page == Page([Row(1)], 2)
 
 
-# -- timeouts (kept by the pool's watchdog) ----------------------------------------------------
+# -- timeouts (aiohttp's, per attempt) ---------------------------------------------------------
 
 
 def trickle(pieces: int, gap: float) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -280,28 +280,21 @@ async def test_read_timeout_restarts_with_every_piece_of_the_body(
             "GET", "/slow", timeout=Timeout(read=0.5, total=30)
         )
         assert response.decode(list[int]) == list(range(8))
-        watchdog = iris._transport.pool.watchdog
-        assert len(watchdog) == 0  # the finished attempt is no longer watched
-    assert not watchdog.armed  # closing the client disarms the timer
 
 
 @pytest.mark.parametrize(
-    ("limits", "message"),
-    [
-        (Timeout(read=0.3, total=30), "no data from the server for 0.3 s"),
-        # no connect timeout: the total may end while connecting, aiohttp's timers keep it
-        (Timeout(read=0.3, total=30, connect=None), "timed out waiting for the response"),
-    ],
+    "limits", [Timeout(read=0.3, total=30), Timeout(read=0.3, total=30, connect=None)]
 )
 async def test_a_stalled_body_times_out_after_the_read_timeout(
-    server: ScriptedServer, limits: Timeout, message: str
+    server: ScriptedServer, limits: Timeout
 ) -> None:
     server.on("GET", "/stall", trickle(0, 0))
     async with server.client(token=TOKEN, max_retries=0) as iris:
         with pytest.raises(APITimeoutError) as info:
             await iris._transport.request("GET", "/stall", timeout=limits)
-        assert len(iris._transport.pool.watchdog) == 0
-    assert message in str(info.value)
+    assert "timed out waiting for the response (no data from the server for 0.3 s)" in str(
+        info.value
+    )
     assert info.value.request_sent is True
     assert info.value.method == "GET"
 
@@ -335,11 +328,10 @@ async def test_the_call_deadline_bounds_the_attempt(server: ScriptedServer) -> N
 async def test_cancelling_the_caller_is_not_a_timeout(server: ScriptedServer) -> None:
     server.on("GET", "/stall", trickle(0, 0))
     async with server.client(token=TOKEN, max_retries=0) as iris:
-        watchdog = iris._transport.pool.watchdog
         with anyio.move_on_after(0.3) as scope:
             await iris._transport.request("GET", "/stall", timeout=Timeout(read=30, total=30))
         assert scope.cancelled_caught  # cancelled, not turned into an APITimeoutError
-        assert len(watchdog) == 0
+        assert iris.stats.retries == 0
         server.on("GET", "/after", reply(200, [1]))
         response = await iris._transport.request("GET", "/after")  # the client still works
         assert response.decode(list[int]) == [1]
@@ -366,10 +358,67 @@ async def test_many_attempts_in_flight_each_time_out_on_their_own(
             tg.start_soon(call, "early", "/stall", 0.2)
             for i in range(4):
                 tg.start_soon(call, f"fast{i}", "/fast", 0.2)
-        assert len(transport.pool.watchdog) == 0
     assert outcomes == {
         "late": "timeout", "early": "timeout", **{f"fast{i}": "ok" for i in range(4)}
     }
+
+
+@pytest.fixture
+def unanswered_url() -> Iterator[str]:
+    """A base URL on 127.0.0.1 where connecting never completes: the listener's accept queue
+    is full and never drained, so the kernel drops further SYNs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "what"),
+    [
+        (Timeout(connect=0.3, total=30), "no connection within 0.3 s"),
+        (Timeout(connect=30, total=0.3), "no connection within the attempt's total of 0.3 s"),
+        (Timeout(connect=None, total=0.3), "no connection within the attempt's total of 0.3 s"),
+        (Timeout(connect=30, total=30, deadline=0.3), "the call's deadline of 0.3 s passed"),
+    ],
+)
+async def test_a_timeout_while_connecting_means_nothing_was_sent(
+    unanswered_url: str, limits: Timeout, what: str
+) -> None:
+    async with Iris360Client._with_hooks(
+        unanswered_url, token=TOKEN, max_retries=0, clock=ManualClock()
+    ) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request("POST", "/w", json={}, retry="write", timeout=limits)
+    assert info.value.request_sent is False
+    assert f"POST {PREFIX}/w: timed out waiting for a connection ({what})" == str(info.value)
+
+
+async def test_a_write_whose_attempt_ended_while_connecting_is_retried(
+    unanswered_url: str,
+) -> None:
+    async with Iris360Client._with_hooks(
+        unanswered_url, token=TOKEN, max_retries=1, clock=ManualClock(), random=lambda: 0.5
+    ) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request(
+                "POST", "/w", json={}, retry="write", timeout=Timeout(connect=30, total=0.2)
+            )
+        assert iris.stats.requests == 2
+        assert iris.stats.retries == 1
+    assert info.value.request_sent is False
 
 
 # -- retries ---------------------------------------------------------------------------------------
