@@ -363,6 +363,49 @@ async def test_many_attempts_in_flight_each_time_out_on_their_own(
     }
 
 
+def held(seconds: float) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A 200 that the server sends after ``seconds``."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return reply(200, [])
+
+    return handler
+
+
+async def test_waiting_for_a_connection_slot_is_not_a_timeout(server: ScriptedServer) -> None:
+    server.on("GET", "/held", held(0.6))
+    server.on("GET", "/fast", reply(200, [1]))
+    async with server.client(token=TOKEN, max_retries=0, connection_limit=1) as iris:
+        transport = iris._transport
+        holder = asyncio.create_task(transport.request("GET", "/held"))
+        while not server.calls_to("/held"):  # noqa: ASYNC110 - the slot is taken
+            await asyncio.sleep(0.01)
+        # waits about 0.6 s for the slot, twice its own limits; then answers at once
+        response = await transport.request(
+            "GET", "/fast", timeout=Timeout(connect=0.3, read=0.3, total=0.3)
+        )
+        assert response.decode(list[int]) == [1]
+        await holder
+
+
+async def test_the_call_deadline_bounds_the_wait_for_a_slot(server: ScriptedServer) -> None:
+    server.on("GET", "/stall", trickle(0, 0))
+    async with server.client(token=TOKEN, max_retries=0, connection_limit=1) as iris:
+        transport = iris._transport
+        holder = asyncio.create_task(transport.request("GET", "/stall"))
+        while not server.calls_to("/stall"):  # noqa: ASYNC110 - the slot is taken
+            await asyncio.sleep(0.01)
+        with pytest.raises(APITimeoutError) as info:
+            await transport.request("GET", "/fast", timeout=Timeout(deadline=0.2))
+        holder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holder
+    assert "the call's deadline passed before it could be sent" in str(info.value)
+    assert info.value.request_sent is False
+    assert server.calls_to("/fast") == []
+
+
 @pytest.fixture
 def unanswered_url() -> Iterator[str]:
     """A base URL on 127.0.0.1 where connecting never completes: the listener's accept queue
