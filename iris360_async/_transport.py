@@ -694,21 +694,17 @@ class Transport:
         """The :class:`APITimeoutError` for a timeout aiohttp raised, naming the limit that
         fired; ``request_sent`` is ``False`` when it fired before a connection existed."""
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            sent, what = False, f"no connection within {limits.connect:g} s"
+            sent, what = False, f"no connection within {_seconds(limits.connect)}"
         elif isinstance(exc, aiohttp.ServerTimeoutError):
-            sent = True
-            what = (
-                "no data from the server" if limits.read is None
-                else f"no data from the server for {limits.read:g} s"
-            )
+            sent, what = True, f"no data from the server for {_seconds(limits.read)}"
         else:  # the attempt's total, maybe cut short by the call's deadline
             sent = not _while_connecting(exc)
             if capped:
-                what = f"the call's deadline of {limits.deadline:g} s passed"
+                what = f"the call's deadline of {_seconds(limits.deadline)} passed"
             elif sent:
-                what = f"no complete response within {attempt.total:g} s"
+                what = f"no complete response within {_seconds(attempt.total)}"
             else:
-                what = f"no connection within the attempt's total of {attempt.total:g} s"
+                what = f"no connection within the attempt's total of {_seconds(attempt.total)}"
         waiting = "the response" if sent else "a connection"
         return APITimeoutError(
             f"{method} {self._prefix}{path}: timed out waiting for {waiting} ({what})",
@@ -833,6 +829,10 @@ class Transport:
                 (time.perf_counter() - started) * 1000.0,
             )
         return result
+
+def _seconds(limit: float | None) -> str:
+    return "a while" if limit is None else f"{limit:g} s"
+
 
 _CONNECTING = aiohttp.BaseConnector.connect.__code__
 

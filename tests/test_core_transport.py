@@ -648,6 +648,25 @@ async def test_write_is_not_retried_once_the_request_may_have_been_sent(
     assert server.calls == []
 
 
+@pytest.mark.parametrize(
+    ("exc", "sent"),
+    [
+        (aiohttp.ConnectionTimeoutError("connect timed out"), False),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), True),
+        (asyncio.TimeoutError(), True),
+    ],
+)
+async def test_a_timeout_without_configured_limits_is_still_an_api_timeout(
+    inject: Callable[..., list[int]], server: ScriptedServer, exc: BaseException, sent: bool
+) -> None:
+    inject(exc)
+    async with server.client(token=TOKEN, max_retries=0, timeout=None) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request("GET", "/r")
+    assert info.value.request_sent is sent
+    assert str(info.value).startswith(f"GET {PREFIX}/r: timed out waiting for ")
+
+
 async def test_read_retries_timeouts_and_resets(
     inject: Callable[..., list[int]], server: ScriptedServer
 ) -> None:
