@@ -7,13 +7,22 @@ import functools
 import logging
 import warnings
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ._auth import TokenManager
-from ._config import ClientConfig, EndpointPaths, Timeout, settings_from_env
+from ._config import (
+    NOT_GIVEN,
+    ClientConfig,
+    EndpointPaths,
+    NotGiven,
+    Timeout,
+    settings_from_env,
+)
 from ._logging import get_logger
 from ._retry import Clock, RateGate, RetryBudget, RetryPolicy, SystemClock
 from ._transport import HTTPPool, Transport, TransportStats
@@ -31,7 +40,6 @@ __all__ = ["DEFAULT_USER_AGENT", "Iris360Client"]
 DEFAULT_USER_AGENT = f"iris360-async/{__version__}"
 
 _log = get_logger(__name__)
-_UNSET: Any = object()
 _WITH_OPTIONS = frozenset(
     {
         "timeout", "timeseries_timeout", "max_retries", "tenant", "scope", "user_agent",
@@ -44,6 +52,18 @@ _ENV_PATHS = {
     "import_file_path": "import_file",
     "connector_models_path": "connector_models",
 }
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """What tests replace in a client (see :meth:`Iris360Client._with_hooks`)."""
+
+    clock: Clock | None = None
+    random: Callable[[], float] | None = None
+    environ: Mapping[str, str] | None = None
+
+
+_HOOKS: ContextVar[_Hooks | None] = ContextVar("iris360_client_hooks", default=None)
 
 
 def _env_number(env: Mapping[str, str], key: str, kind: Callable[[str], Any]) -> Any:
@@ -95,9 +115,11 @@ class Iris360Client:
         refresh_token: a refresh token to start with.
         tenant: default FIWARE tenant for calls that need one.
         scope: default FIWARE scope (service path) for calls that need one.
-        timeout: per-attempt timeouts and whole-call deadline, a :class:`Timeout` or a number
-            of seconds (the per-attempt total).
-        timeseries_timeout: the same for ``POST /timeseries`` (the server may take 180 s).
+        timeout: per-attempt timeouts and whole-call deadline, a :class:`Timeout`, a number
+            of seconds (the per-attempt total) or ``None`` (no timeouts); left out:
+            ``IRIS360_TIMEOUT`` if set, else ``Timeout()``.
+        timeseries_timeout: the same for ``POST /timeseries`` (the server may take 180 s);
+            left out: ``Timeout(connect=10, read=200, total=240)``.
         max_retries: repeats after the first attempt of a retryable failure (default 3).
         connection_limit: concurrent requests and pooled connections at most (default 100).
         user_agent: the ``User-Agent`` header (default ``iris360-async/<version>``).
@@ -105,8 +127,8 @@ class Iris360Client:
         session: a caller-owned :class:`aiohttp.ClientSession`; the client never closes it.
         verify_ssl: verify TLS certificates (default ``True``); exactly ``True`` or ``False``.
             ``False`` logs a warning once per client.
-        max_response_bytes: the largest response body read, in bytes (default 64 MiB,
-            ``None``: no limit); a larger one raises
+        max_response_bytes: the largest response body read, in bytes (``None``: no limit;
+            left out: ``IRIS360_MAX_RESPONSE_BYTES`` if set, else 64 MiB); a larger one raises
             :class:`~iris360_async.ResponseTooLargeError` without being read whole.
         refresh_margin: refresh the access token this many seconds before it expires.
         retry_policy: backoff settings (base and cap in seconds, ``Retry-After`` limit); its
@@ -132,24 +154,22 @@ class Iris360Client:
         refresh_token: str | None = None,
         tenant: str | None = None,
         scope: str | None = None,
-        timeout: Timeout | float | None = _UNSET,
-        timeseries_timeout: Timeout | float | None = _UNSET,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        timeseries_timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
         max_retries: int | None = None,
         connection_limit: int | None = None,
         user_agent: str | None = None,
         paths: EndpointPaths | None = None,
         session: aiohttp.ClientSession | None = None,
         verify_ssl: bool = True,
-        max_response_bytes: int | None = _UNSET,
+        max_response_bytes: int | NotGiven | None = NOT_GIVEN,
         refresh_margin: float | None = None,
         retry_policy: RetryPolicy | None = None,
-        _clock: Clock | None = None,
-        _random: Callable[[], float] | None = None,
-        _environ: Mapping[str, str] | None = None,
     ) -> None:
         self._owner = False  # set first: __del__ must work even if validation fails
         self._closed = False
-        env = settings_from_env(_environ)
+        hooks = _HOOKS.get() or _Hooks()
+        env = settings_from_env(hooks.environ)
         explicit: dict[str, Any] = {
             "base_url": base_url,
             "username": username,
@@ -168,10 +188,10 @@ class Iris360Client:
         if "base_url" not in values:
             raise ValueError("base_url is required (pass base_url= or set IRIS360_BASE_URL)")
         values.setdefault("user_agent", DEFAULT_USER_AGENT)
-        if timeout is _UNSET:
+        if isinstance(timeout, NotGiven):
             timeout = _env_number(env, "timeout", _env_timeout) if "timeout" in env else Timeout()
         values["timeout"] = Timeout.coerce(timeout)
-        if timeseries_timeout is not _UNSET:
+        if not isinstance(timeseries_timeout, NotGiven):
             values["timeseries_timeout"] = Timeout.coerce(timeseries_timeout)
         if max_retries is None and "max_retries" in env:
             max_retries = _env_number(env, "max_retries", _env_count(0))
@@ -186,9 +206,9 @@ class Iris360Client:
             paths = EndpointPaths(**env_paths)
         values["paths"] = paths
         values["verify_ssl"] = verify_ssl
-        if max_response_bytes is _UNSET and "max_response_bytes" in env:
+        if isinstance(max_response_bytes, NotGiven) and "max_response_bytes" in env:
             max_response_bytes = _env_number(env, "max_response_bytes", _env_byte_limit)
-        if max_response_bytes is not _UNSET:
+        if not isinstance(max_response_bytes, NotGiven):
             values["max_response_bytes"] = max_response_bytes
         if refresh_margin is not None:
             values["refresh_margin"] = refresh_margin
@@ -201,7 +221,7 @@ class Iris360Client:
                 config.base_url,
             )
 
-        clock: Clock = _clock if _clock is not None else SystemClock()
+        clock: Clock = hooks.clock if hooks.clock is not None else SystemClock()
         if retry_policy is None:
             policy = RetryPolicy(config.max_retries)
         elif max_retries is None:
@@ -209,8 +229,8 @@ class Iris360Client:
             config = config.replace(max_retries=policy.max_retries)
         else:
             policy = retry_policy.replace(max_retries=config.max_retries)
-        if _random is not None:
-            policy = policy.replace(random=_random)
+        if hooks.random is not None:
+            policy = policy.replace(random=hooks.random)
         tokens = TokenManager(config, clock=clock)
         pool = HTTPPool(
             session=session,
@@ -230,6 +250,30 @@ class Iris360Client:
         self._config = config
         self._transport = transport
         self._owner = True
+
+    @classmethod
+    def _with_hooks(
+        cls,
+        *args: Any,
+        clock: Clock | None = None,
+        random: Callable[[], float] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Iris360Client:
+        """A client built with test hooks (not part of the public API): ``clock`` gives time
+        and sleeps (a ``ManualClock`` makes every wait instant), ``random`` the backoff jitter,
+        ``environ`` replaces ``os.environ`` for the ``IRIS360_*`` settings. ``args`` and
+        ``options`` are those of the constructor.
+
+        Example:
+            >>> iris = Iris360Client._with_hooks(url, token="t", clock=ManualClock())
+            ... # doctest: +SKIP
+        """
+        reset = _HOOKS.set(_Hooks(clock, random, environ))
+        try:
+            return cls(*args, **options)
+        finally:
+            _HOOKS.reset(reset)
 
     # -- configuration ------------------------------------------------------------------------
 

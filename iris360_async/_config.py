@@ -15,8 +15,10 @@ __all__ = [
     "API_PREFIX",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "ENV_PREFIX",
+    "NOT_GIVEN",
     "ClientConfig",
     "EndpointPaths",
+    "NotGiven",
     "Timeout",
     "check_base_url",
     "check_seconds",
@@ -26,6 +28,32 @@ API_PREFIX = "/api/public/v1"
 ENV_PREFIX = "IRIS360_"
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest response body read by default (64 MiB)."""
+
+
+class NotGiven:
+    """The type of :data:`NOT_GIVEN`, the default of an argument for which ``None`` has a
+    meaning of its own (``timeout=None``: no timeouts)."""
+
+    __slots__ = ()
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN = NotGiven()
+"""An argument left out: the setting comes from the environment or its default."""
 
 
 def check_seconds(name: str, value: object) -> float:

@@ -1,6 +1,10 @@
 """Retry decisions without I/O: which failures are safe to repeat, how long to wait, how many
 repeats a client may spend, and the one 429 gate every request of a client waits behind.
 
+:func:`decide_retry` makes the whole decision after a failed attempt (retryable in this mode,
+``Retry-After``, the 429 gate, the retry budget, the call's deadline, backoff with jitter) from
+values the transport passes in; the transport only acts on the answer.
+
 Everything here takes its time from an injected :class:`Clock`, so tests drive it with a
 :class:`ManualClock` and never sleep for real.
 """
@@ -20,7 +24,7 @@ from typing import Literal, Protocol
 import anyio
 import anyio.lowlevel
 
-from .errors import APIConnectionError, APIStatusError, Iris360Error
+from .errors import APIConnectionError, APIStatusError, Iris360Error, RateLimitError
 
 __all__ = [
     "READ_RETRY_STATUSES",
@@ -28,13 +32,18 @@ __all__ = [
     "ManualClock",
     "RateGate",
     "RetryBudget",
+    "RetryDecision",
     "RetryMode",
     "RetryPolicy",
+    "RetryReason",
     "SystemClock",
     "backoff_ceiling",
+    "decide_retry",
     "full_jitter",
+    "gate_hold",
     "is_retryable",
     "parse_retry_after",
+    "requested_wait",
 ]
 
 RetryMode = Literal["read", "write", "never"]
@@ -89,7 +98,8 @@ class ManualClock:
 
     Example:
         >>> clock = ManualClock(start=1_700_000_000.0)
-        >>> client = Iris360Client("http://127.0.0.1:1", token="…", _clock=clock)  # doctest: +SKIP
+        >>> client = Iris360Client._with_hooks("http://127.0.0.1:1", token="…", clock=clock)
+        ... # doctest: +SKIP
     """
 
     __slots__ = ("_now", "sleeps")
@@ -198,7 +208,8 @@ class RetryPolicy:
         max_auth_retry_after: the longest ``Retry-After`` of a 429 on login or refresh that is
             waited out, once (one more attempt, never a loop); a longer or missing one makes
             the login/refresh fail with :class:`~iris360_async.RateLimitError` at once.
-        random: a function returning a uniform float in ``[0, 1)`` (injectable for tests).
+        random: a function returning a uniform float in ``[0, 1)`` for the jitter; ``None``
+            (the default): :func:`random.random`.
     """
 
     max_retries: int = 3
@@ -206,7 +217,7 @@ class RetryPolicy:
     cap: float = 8.0
     max_retry_after: float = 120.0
     max_auth_retry_after: float = 30.0
-    random: Callable[[], float] = field(default=_random.random, repr=False, compare=False)
+    random: Callable[[], float] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (
@@ -225,10 +236,13 @@ class RetryPolicy:
             raise ValueError("backoff needs 0 < base <= cap (seconds)")
         if self.max_retry_after < 0 or self.max_auth_retry_after < 0:
             raise ValueError("max_retry_after and max_auth_retry_after must be >= 0 seconds")
+        if self.random is not None and not callable(self.random):
+            raise TypeError("RetryPolicy.random must be a function returning a float in [0, 1)")
 
     def backoff(self, retry_index: int) -> float:
         """The jittered wait before retry number ``retry_index`` (0-based), seconds."""
-        return full_jitter(retry_index, self.base, self.cap, self.random())
+        u = _random.random() if self.random is None else self.random()
+        return full_jitter(retry_index, self.base, self.cap, u)
 
     def replace(self, **changes: object) -> RetryPolicy:
         """A copy with some fields changed."""
@@ -258,6 +272,11 @@ class RetryBudget:
     def tokens(self) -> int:
         """Tokens left."""
         return self._tokens
+
+    @property
+    def can_retry(self) -> bool:
+        """Whether the bucket holds the cost of one more retry (nothing is spent)."""
+        return self._tokens >= self.retry_cost
 
     def try_acquire(self) -> bool:
         """Spend the cost of one retry; ``False`` (nothing spent) when the bucket is too low."""
@@ -311,3 +330,124 @@ class RateGate:
             if left <= 0:
                 return
             await self._clock.sleep(left)
+
+
+# -- the decision after a failed attempt -----------------------------------------------------------
+
+RetryReason = Literal[
+    "backoff",
+    "retry_after",
+    "rate_gate",
+    "not_retryable",
+    "retries_exhausted",
+    "retry_after_too_long",
+    "deadline",
+    "budget_exhausted",
+]
+"""Why an attempt is repeated (the first three) or not (the others)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """What to do after a failed attempt.
+
+    Attributes:
+        retry: whether to repeat the attempt.
+        delay: seconds to sleep before repeating it (0 when not repeated, and for a 429 whose
+            wait is spent at the client's gate instead).
+        reason: ``"backoff"`` (jittered backoff), ``"retry_after"`` (the server's
+            ``Retry-After``), ``"rate_gate"`` (a 429: wait at the gate, then repeat);
+            ``"not_retryable"`` (in this mode), ``"retries_exhausted"``,
+            ``"retry_after_too_long"``, ``"deadline"`` (the wait would pass the call's
+            deadline), ``"budget_exhausted"`` (the client's retry budget).
+    """
+
+    retry: bool
+    delay: float
+    reason: RetryReason
+
+
+def requested_wait(error: Iris360Error, epoch: float) -> float | None:
+    """The wait the server asked for with ``Retry-After`` (seconds or HTTP date), if any.
+
+    Args:
+        error: the failed attempt's error (only a status error can carry the header).
+        epoch: the current time in seconds since the Unix epoch (for an HTTP date).
+    """
+    if isinstance(error, RateLimitError):
+        return error.retry_after
+    if not isinstance(error, APIStatusError):
+        return None
+    for name, value in error.headers.items():
+        if name.lower() == "retry-after":
+            return parse_retry_after(value, epoch)
+    return None
+
+
+def gate_hold(error: Iris360Error, *, policy: RetryPolicy, authenticated: bool) -> float | None:
+    """Seconds every request of the client must hold back after ``error`` (the 429 gate), or
+    ``None``: a 429 with a ``Retry-After`` of at most ``policy.max_retry_after`` on an
+    authenticated call closes the gate, whether or not the call itself is repeated. Login and
+    refresh (unauthenticated) are limited per route and leave the gate open."""
+    if not authenticated or not isinstance(error, RateLimitError):
+        return None
+    asked = error.retry_after
+    if asked is None or asked > policy.max_retry_after:
+        return None
+    return asked
+
+
+def decide_retry(
+    error: Iris360Error,
+    *,
+    attempt: int,
+    mode: RetryMode,
+    policy: RetryPolicy,
+    now: float,
+    epoch: float,
+    deadline_at: float | None = None,
+    gate_remaining: float = 0.0,
+    budget_ok: bool = True,
+    authenticated: bool = True,
+) -> RetryDecision:
+    """Whether, and after how long, a failed attempt is repeated. No I/O, no side effects
+    beyond drawing the jitter from ``policy.random``.
+
+    In order: the failure must be retryable in ``mode`` (:func:`is_retryable`) and retries
+    left; a ``Retry-After`` longer than ``policy.max_retry_after`` ends the call at once; the
+    wait is the server's ``Retry-After`` (for a 429 on an authenticated call it is spent at the
+    client's gate, see :func:`gate_hold`), otherwise full-jitter backoff; a wait (or a gate)
+    that reaches the call's deadline ends the call; so does an empty retry budget.
+
+    Args:
+        error: why the attempt failed.
+        attempt: retries already made for this call (0 after the first attempt).
+        mode: the call's :data:`RetryMode`.
+        policy: the retry policy.
+        now: the current monotonic time, seconds (the clock of ``deadline_at``).
+        epoch: the current time in seconds since the Unix epoch (HTTP-date ``Retry-After``).
+        deadline_at: the monotonic time at which the call's deadline passes, if it has one.
+        gate_remaining: seconds until the client's 429 gate opens (0 when open).
+        budget_ok: whether the client's retry budget can pay for one more retry.
+        authenticated: whether the call carries an access token (login and refresh do not).
+    """
+    if not is_retryable(error, mode):
+        return RetryDecision(False, 0.0, "not_retryable")
+    if attempt >= policy.max_retries:
+        return RetryDecision(False, 0.0, "retries_exhausted")
+    asked = requested_wait(error, epoch)
+    delay: float
+    reason: RetryReason
+    if asked is None:
+        delay, reason = policy.backoff(attempt), "backoff"
+    elif asked > policy.max_retry_after:
+        return RetryDecision(False, 0.0, "retry_after_too_long")
+    elif authenticated and isinstance(error, RateLimitError):
+        delay, reason = 0.0, "rate_gate"
+    else:
+        delay, reason = asked, "retry_after"
+    if deadline_at is not None and now + max(delay, gate_remaining) >= deadline_at:
+        return RetryDecision(False, 0.0, "deadline")
+    if not budget_ok:
+        return RetryDecision(False, 0.0, "budget_exhausted")
+    return RetryDecision(True, delay, reason)

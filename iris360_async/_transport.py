@@ -2,8 +2,10 @@
 error mapping, retries and decoding.
 
 Order of one attempt: wait behind the client's 429 gate, get the access token (renewing it if
-due), take a connection slot, then start the attempt's timeout, so waiting for the pool never
-counts as a timeout. Non-2xx answers become ``errors.*`` exceptions (a 3xx too: redirects are
+due), take a connection slot, then start the attempt under aiohttp's timeouts (``connect``,
+``read``, and ``total`` cut short by the call's deadline), so waiting for the pool never counts
+as a timeout. After a failed attempt :func:`~iris360_async._retry.decide_retry` says whether
+and when to repeat it. Non-2xx answers become ``errors.*`` exceptions (a 3xx too: redirects are
 never followed); transport failures become :class:`~iris360_async.APIConnectionError` /
 :class:`~iris360_async.APITimeoutError` with ``request_sent`` telling whether the server may
 have seen the request. An error raised while obtaining the token for a request has
@@ -30,9 +32,16 @@ import msgspec
 from ._auth import TokenManager
 from ._config import ClientConfig, Timeout
 from ._logging import get_logger
-from ._retry import Clock, RateGate, RetryBudget, RetryMode, RetryPolicy, is_retryable
+from ._retry import (
+    Clock,
+    RateGate,
+    RetryBudget,
+    RetryMode,
+    RetryPolicy,
+    decide_retry,
+    gate_hold,
+)
 from ._retry import parse_retry_after as _parse_retry_after
-from ._watchdog import Expiry, Watchdog
 from .errors import MAX_ERROR_TEXT as _MAX_ERROR_TEXT
 from .errors import (
     APIConnectionError,
@@ -296,8 +305,6 @@ class HTTPPool:
         self.connection_limit = connection_limit
         self.verify_ssl = verify_ssl
         self.semaphore = asyncio.Semaphore(connection_limit)
-        self.watchdog = Watchdog()
-        """The timeouts of the requests in flight."""
         self.closed = False
 
     @property
@@ -335,7 +342,6 @@ class HTTPPool:
         if self.closed:
             return
         self.closed = True
-        self.watchdog.close()
         session = self._session
         if self.owned and session is not None and not session.closed:
             await session.close()
@@ -380,7 +386,6 @@ class Transport:
         self._extra: dict[str, Any] = {"raise_for_status": False, "allow_redirects": False}
         if not pool.verify_ssl:
             self._extra["ssl"] = False
-        self._connect_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     # -- accessors -------------------------------------------------------------------------
 
@@ -525,53 +530,23 @@ class Transport:
         elif content is not None and form is not None:
             raise TypeError("pass only one of json=, content= or form=")
         url = self._root + path
-        if timeout is None:
-            timeout = self._config.timeout
+        limits = self._config.timeout if timeout is None else timeout
         clock = self._clock
-        gate = self._gate
-        tokens = self._tokens
-        policy = self._policy
-        deadline_at = None if timeout.deadline is None else clock.monotonic() + timeout.deadline
-        retries = 0
-        replays = 0
-        renewals = 0
+        deadline_at = None if limits.deadline is None else clock.monotonic() + limits.deadline
+        retries = replays = renewals = 0
         error: Iris360Error | None = None
         while True:
-            if gate.until:
-                wait = gate.remaining()
-                if wait > 0:
-                    if deadline_at is not None and clock.monotonic() + wait > deadline_at:
-                        raise error or self._deadline_error(method, url)
-                    await gate.wait()
-            token: str | None = None
-            if authenticated:
-                token = tokens.current_token()
-                if token is None:
-                    token = await self._authenticating(tokens.get_token())
-            request_headers = self._base_headers.copy()
-            if token is not None:
-                request_headers["Authorization"] = "Bearer " + token
-            if content is not None:
-                request_headers["Content-Type"] = "application/json"
-            if headers:
-                request_headers.update(headers)
-            attempt_total = timeout.total
-            if deadline_at is not None:
-                remaining = deadline_at - clock.monotonic()
-                if remaining <= 0:
-                    raise error or self._deadline_error(method, url)
-                if attempt_total is None or remaining < attempt_total:
-                    attempt_total = remaining
+            await self._wait_at_gate(deadline_at, error, method, url)
+            token = await self._token() if authenticated else None
             try:
                 response = await self._send(
                     method,
                     url,
                     path,
-                    request_headers,
+                    self._headers(token, content is not None, headers),
                     content if form is None else form(),
                     params,
-                    timeout,
-                    attempt_total,
+                    limits,
                     deadline_at,
                 )
             except APIConnectionError as exc:
@@ -584,56 +559,90 @@ class Transport:
                 if status == 401 and authenticated and replays < _MAX_REPLAYS:
                     # Replay with the token that replaced the rejected one; renew it only when
                     # nobody has yet (single flight), at most MAX_RENEWALS times per request.
-                    renewed = tokens.replacement_for(token)
+                    renewed = self._tokens.replacement_for(token)
                     if renewed is None and renewals < MAX_RENEWALS:
                         renewals += 1
-                        renewed = await self._authenticating(tokens.token_rejected(token))
+                        renewed = await self._authenticating(self._tokens.token_rejected(token))
                     if renewed is not None:
                         replays += 1
                         self._counters.replays += 1
                         continue
-                error = status_error(response, now=clock.time(), secrets=self._secrets(token))
-                if status == 401 and authenticated and not tokens.can_renew:
-                    # the token was refused and no new one can be had: the request is
-                    # refused for want of a token, like a failed login
-                    error.while_authenticating = True
-                if status == 429:
-                    self._counters.rate_limited += 1
-                    asked = error.retry_after if isinstance(error, RateLimitError) else None
-                    if authenticated and asked is not None and asked <= policy.max_retry_after:
-                        gate.close_for(asked)  # every request of the client waits, not only us
-            # -- a failed attempt: repeat it or raise --------------------------------------
-            if retries >= policy.max_retries or not is_retryable(error, retry):
+                error = self._refusal(response, token, authenticated)
+            decision = decide_retry(
+                error,
+                attempt=retries,
+                mode=retry,
+                policy=self._policy,
+                now=clock.monotonic(),
+                epoch=clock.time(),
+                deadline_at=deadline_at,
+                gate_remaining=self._gate.remaining(),
+                budget_ok=self._budget.can_retry,
+                authenticated=authenticated,
+            )
+            if not decision.retry:
                 raise error
-            delay = 0.0
-            if isinstance(error, RateLimitError) and error.retry_after is not None:
-                if error.retry_after > policy.max_retry_after:
-                    raise error
-                if not authenticated:  # login/refresh: their limit is per route, no gate
-                    delay = error.retry_after
-            else:
-                delay = policy.backoff(retries)
-                if isinstance(error, APIStatusError):  # e.g. 503 with Retry-After
-                    asked = _parse_retry_after(_header(error.headers, "retry-after"), clock.time())
-                    if asked is not None:
-                        if asked > policy.max_retry_after:
-                            raise error
-                        delay = asked
-            if deadline_at is not None:
-                wait = max(delay, gate.remaining())
-                if clock.monotonic() + wait >= deadline_at:
-                    raise error
-            if not self._budget.try_acquire():
-                raise error
+            self._budget.try_acquire()
             retries += 1
             self._counters.retries += 1
             if _log.isEnabledFor(_DEBUG):
                 _log.debug(
-                    "%s %s: retry %d after %s (%.3f s)",
-                    method, self._prefix + path, retries, type(error).__name__, delay,
+                    "%s %s: retry %d after %s (%s, %.3f s)",
+                    method, self._prefix + path, retries, type(error).__name__,
+                    decision.reason, decision.delay,
                 )
-            if delay > 0:
-                await clock.sleep(delay)
+            if decision.delay > 0:
+                await clock.sleep(decision.delay)
+
+    # -- the steps of one attempt -----------------------------------------------------------
+
+    async def _wait_at_gate(
+        self, deadline_at: float | None, error: Iris360Error | None, method: str, url: str
+    ) -> None:
+        """Wait behind the client's 429 gate; a gate that outlasts the call's deadline ends
+        the call (with the last attempt's error, if there was one)."""
+        wait = self._gate.remaining()
+        if wait <= 0:
+            return
+        if deadline_at is not None and self._clock.monotonic() + wait > deadline_at:
+            raise error or self._deadline_error(method, url)
+        await self._gate.wait()
+
+    async def _token(self) -> str | None:
+        """The access token for a request, obtained (login/refresh) when there is none yet."""
+        token = self._tokens.current_token()
+        if token is None:
+            token = await self._authenticating(self._tokens.get_token())
+        return token
+
+    def _headers(
+        self, token: str | None, json_body: bool, extra: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        headers = self._base_headers.copy()
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _refusal(
+        self, response: RawResponse, token: str | None, authenticated: bool
+    ) -> APIStatusError:
+        """The error for a non-2xx answer; a 429 closes the client's gate (see
+        :func:`~iris360_async._retry.gate_hold`)."""
+        error = status_error(response, now=self._clock.time(), secrets=self._secrets(token))
+        if response.status == 401 and authenticated and not self._tokens.can_renew:
+            # the token was refused and no new one can be had: the request is refused for
+            # want of a token, like a failed login
+            error.while_authenticating = True
+        if response.status == 429:
+            self._counters.rate_limited += 1
+            hold = gate_hold(error, policy=self._policy, authenticated=authenticated)
+            if hold is not None:
+                self._gate.close_for(hold)  # every request of the client waits, not only us
+        return error
 
     def _deadline_error(self, method: str, url: str) -> APITimeoutError:
         return APITimeoutError(
@@ -643,13 +652,64 @@ class Transport:
             request_sent=False,
         )
 
-    def _connect_timeout(self, connect: float | None) -> aiohttp.ClientTimeout:
-        found = self._connect_timeouts.get(connect)
-        if found is None:
-            found = self._connect_timeouts[connect] = aiohttp.ClientTimeout(
-                total=None, sock_connect=connect
-            )
-        return found
+    async def _acquire_slot(self, deadline_at: float | None, method: str, url: str) -> None:
+        """Take a connection slot, waiting at most until the call's deadline."""
+        semaphore = self._pool.semaphore
+        if deadline_at is None or not semaphore.locked():
+            await semaphore.acquire()
+            return
+        with anyio.move_on_after(max(0.0, deadline_at - self._clock.monotonic())):
+            await semaphore.acquire()
+            return
+        raise self._deadline_error(method, url)
+
+    def _attempt_limits(
+        self, limits: Timeout, deadline_at: float | None, method: str, url: str
+    ) -> tuple[aiohttp.ClientTimeout, bool]:
+        """aiohttp's timeouts for an attempt starting now, and whether the call's deadline
+        (rather than ``limits.total``) bounds it."""
+        total = limits.total
+        capped = False
+        if deadline_at is not None:
+            remaining = deadline_at - self._clock.monotonic()
+            if remaining <= 0:
+                raise self._deadline_error(method, url)
+            if total is None or remaining < total:
+                total, capped = remaining, True
+        client_timeout = aiohttp.ClientTimeout(
+            total=total, sock_connect=limits.connect, sock_read=limits.read
+        )
+        return client_timeout, capped
+
+    def _timeout_error(
+        self,
+        exc: asyncio.TimeoutError,
+        method: str,
+        url: str,
+        path: str,
+        limits: Timeout,
+        attempt: aiohttp.ClientTimeout,
+        capped: bool,
+    ) -> APITimeoutError:
+        """The :class:`APITimeoutError` for a timeout aiohttp raised, naming the limit that
+        fired; ``request_sent`` is ``False`` when it fired before a connection existed."""
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            sent, what = False, f"no connection within {_seconds(limits.connect)}"
+        elif isinstance(exc, aiohttp.ServerTimeoutError):
+            sent, what = True, f"no data from the server for {_seconds(limits.read)}"
+        else:  # the attempt's total, maybe cut short by the call's deadline
+            sent = not _while_connecting(exc)
+            if capped:
+                what = f"the call's deadline of {_seconds(limits.deadline)} passed"
+            elif sent:
+                what = f"no complete response within {_seconds(attempt.total)}"
+            else:
+                what = f"no connection within the attempt's total of {_seconds(attempt.total)}"
+        waiting = "the response" if sent else "a connection"
+        return APITimeoutError(
+            f"{method} {self._prefix}{path}: timed out waiting for {waiting} ({what})",
+            method=method, url=url, request_sent=sent,
+        )
 
     def _too_large(
         self,
@@ -673,25 +733,30 @@ class Transport:
             text=condense(text, secrets=self._tokens.secrets()),
         )
 
-    def _expired_error(
-        self,
-        method: str,
-        url: str,
-        path: str,
-        expiry: Expiry,
-        limits: Timeout,
-        total: float | None,
-    ) -> APITimeoutError:
-        if expiry == "read":
-            what = f"no data from the server for {limits.read:g} s"
-        elif limits.total is None or (total is not None and total < limits.total):
-            what = f"the call's deadline of {limits.deadline:g} s passed"
-        else:
-            what = f"no complete response within {total:g} s"
-        return APITimeoutError(
-            f"{method} {self._prefix}{path}: timed out waiting for the response ({what})",
-            method=method, url=url, request_sent=True,
-        )
+    async def _read_body(
+        self, response: aiohttp.ClientResponse, method: str, url: str, path: str
+    ) -> bytes:
+        """The whole body, refused as soon as it grows past ``max_response_bytes`` (counted
+        while reading, after decompression)."""
+        limit = self._config.max_response_bytes
+        if limit is None:
+            return await response.read()
+        length = response.content_length
+        if length is not None and length > limit:
+            raise self._too_large(
+                response, method, url, path, limit, await response.content.readany()
+            )
+        if length is not None and "Content-Encoding" not in response.headers:
+            return await response.read()  # the size is known and checked
+        pieces: list[bytes] = []
+        size = 0
+        readany = response.content.readany
+        while piece := await readany():
+            pieces.append(piece)
+            size += len(piece)
+            if size > limit:
+                raise self._too_large(response, method, url, path, limit, pieces[0])
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def _send(
         self,
@@ -702,96 +767,50 @@ class Transport:
         data: Any,
         params: Mapping[str, str] | None,
         limits: Timeout,
-        total: float | None,
         deadline_at: float | None,
     ) -> RawResponse:
-        """One attempt. ``total``: its whole time (the call's deadline included)."""
-        pool = self._pool
-        session = pool.get()
-        semaphore = pool.semaphore
-        # The slot first, then the attempt's timeout: waiting for the pool is not a timeout.
-        if deadline_at is not None and semaphore.locked():
-            acquired = False
-            with anyio.move_on_after(max(0.0, deadline_at - self._clock.monotonic())):
-                await semaphore.acquire()
-                acquired = True
-            if not acquired:
-                raise self._deadline_error(method, url)
-        else:
-            await semaphore.acquire()
+        """One attempt: a connection slot first, then the attempt under aiohttp's timeouts
+        (waiting for the pool is never a timeout)."""
+        session = self._pool.get()
+        await self._acquire_slot(deadline_at, method, url)
+        try:
+            attempt, capped = self._attempt_limits(limits, deadline_at, method, url)
+            return await self._attempt(
+                session, method, url, path, headers, data, params, limits, attempt, capped
+            )
+        finally:
+            self._pool.semaphore.release()
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        path: str,
+        headers: dict[str, str],
+        data: Any,
+        params: Mapping[str, str] | None,
+        limits: Timeout,
+        attempt: aiohttp.ClientTimeout,
+        capped: bool,
+    ) -> RawResponse:
         debug = _log.isEnabledFor(_DEBUG)
         started = time.perf_counter() if debug else 0.0
-        # aiohttp's own timers where the watchdog could not be as exact: for uploads (aiohttp's
-        # read timeout starts once the body is written), when the attempt's total may end
-        # while connecting (aiohttp then tells that nothing was sent), and outside a task
-        task = asyncio.current_task()
-        own_timers = (
-            task is None
-            or isinstance(data, aiohttp.FormData)
-            or (total is not None and (limits.connect is None or total <= limits.connect))
-        )
-        if own_timers:
-            client_timeout = aiohttp.ClientTimeout(
-                total=total, sock_connect=limits.connect, sock_read=limits.read
-            )
-        else:  # the watchdog keeps total and read; aiohttp only the connect timeout
-            client_timeout = self._connect_timeout(limits.connect)
-        watchdog = pool.watchdog
-        watch = None
+        self._counters.requests += 1
         try:
-            self._counters.requests += 1
-            if not own_timers:
-                assert task is not None
-                watch = watchdog.start(task, total, limits.read)
             async with session.request(
                 method,
                 url,
                 data=data,
                 params=params,
                 headers=headers,
-                timeout=client_timeout,
+                timeout=attempt,
                 **self._extra,
             ) as response:
-                limit = self._config.max_response_bytes
-                length = response.content_length
-                if limit is not None and length is not None and length > limit:
-                    first = await response.content.readany()
-                    raise self._too_large(response, method, url, path, limit, first)
-                if watch is None and (
-                    limit is None
-                    or (length is not None and "Content-Encoding" not in response.headers)
-                ):  # read whole: no limit, or a size already checked (not so if compressed)
-                    body = await response.read()
-                else:  # piece by piece: every piece restarts the read timeout
-                    if watch is not None:
-                        watch.progress()
-                    pieces: list[bytes] = []
-                    size = 0
-                    readany = response.content.readany
-                    while piece := await readany():
-                        if watch is not None:
-                            watch.progress()
-                        pieces.append(piece)
-                        size += len(piece)
-                        if limit is not None and size > limit:
-                            raise self._too_large(
-                                response, method, url, path, limit, pieces[0]
-                            )
-                    body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                body = await self._read_body(response, method, url, path)
                 result = RawResponse(response.status, response.headers, body, method, url)
-        except asyncio.CancelledError:
-            if watch is None or not watch.timed_out():
-                raise  # cancelled from elsewhere
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise APITimeoutError(
-                f"{method} {self._prefix}{path}: timed out connecting: {exc}",
-                method=method, url=url, request_sent=False,
-            ) from exc
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
-            raise APITimeoutError(
-                f"{method} {self._prefix}{path}: timed out waiting for the response",
-                method=method, url=url, request_sent=True,
-            ) from exc
+        except asyncio.TimeoutError as exc:
+            raise self._timeout_error(exc, method, url, path, limits, attempt, capped) from exc
         except aiohttp.ClientConnectorError as exc:
             raise APIConnectionError(
                 f"{method} {self._prefix}{path}: could not connect: {exc}",
@@ -803,13 +822,6 @@ class Transport:
                 f"{type(exc).__name__}: {exc}",
                 method=method, url=url, request_sent=True,
             ) from exc
-        finally:
-            if watch is not None:
-                watchdog.stop(watch)
-                watch.timed_out()  # after an expiry, however the attempt ended: rebalance
-            semaphore.release()
-        if watch is not None and watch.expired is not None:  # timed out (or finished late)
-            raise self._expired_error(method, url, path, watch.expired, limits, total)
         if debug:
             _log.debug(
                 "%s %s -> %d (%.1f ms)",
@@ -817,3 +829,22 @@ class Transport:
                 (time.perf_counter() - started) * 1000.0,
             )
         return result
+
+def _seconds(limit: float | None) -> str:
+    return "a while" if limit is None else f"{limit:g} s"
+
+
+_CONNECTING = aiohttp.BaseConnector.connect.__code__
+
+
+def _while_connecting(exc: BaseException) -> bool:
+    """Whether aiohttp's ``total`` timer fired while the connection was still being set up
+    (so nothing was sent). aiohttp then raises a plain ``TimeoutError`` from the cancellation
+    it caused, whose traceback still runs through the connector."""
+    cause = exc.__cause__
+    tb = cause.__traceback__ if isinstance(cause, asyncio.CancelledError) else None
+    while tb is not None:
+        if tb.tb_frame.f_code is _CONNECTING:
+            return True
+        tb = tb.tb_next
+    return False

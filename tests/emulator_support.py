@@ -14,13 +14,13 @@ from iris360_async.testing import Iris360Emulator
 @asynccontextmanager
 async def client_for(emu: Iris360Emulator, **kwargs: Any) -> AsyncIterator[Iris360Client]:
     """A client logged in to ``emu`` whose waits (backoff, Retry-After) take no real time."""
-    async with Iris360Client(
+    async with Iris360Client._with_hooks(
         emu.base_url,
         username=emu.username,
         password=emu.password,
         tenant=emu.tenant,
         scope=emu.scope,
-        _clock=ManualClock(),
+        clock=ManualClock(),
         **kwargs,
     ) as client:
         yield client

@@ -27,10 +27,10 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
 
 async def make_client(**kwargs: Any) -> AsyncIterator[Iris360Client]:
     options: dict[str, Any] = {
-        "token": TOKEN, "tenant": "libelium", "scope": "/", "max_retries": 0, "_environ": {},
+        "token": TOKEN, "tenant": "libelium", "scope": "/", "max_retries": 0, "environ": {},
     }
     options.update(kwargs)
-    async with Iris360Client("https://iris.test", **options) as client:
+    async with Iris360Client._with_hooks("https://iris.test", **options) as client:
         yield client
 
 

@@ -4,6 +4,7 @@ public exports, secrets and picklable errors."""
 from __future__ import annotations
 
 import gc
+import inspect
 import pickle
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,8 @@ from iris360_async import (
     RetryPolicy,
     Timeout,
 )
+from iris360_async._config import NOT_GIVEN
+from iris360_async._retry import ManualClock, SystemClock
 from iris360_async.errors import status_error_class
 
 PASSWORD = "hunter2-secret-pw"
@@ -60,6 +63,45 @@ async def base_url() -> AsyncIterator[str]:
 # -- configuration --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("target", [Iris360Client, Iris360Client.__init__, RetryPolicy])
+def test_public_signatures_show_no_test_hooks_and_readable_defaults(target: Any) -> None:
+    signature = inspect.signature(target)
+    assert [name for name in signature.parameters if name.startswith("_")] == []
+    assert "object at 0x" not in str(signature)
+    assert "<built-in" not in str(signature)
+
+
+def test_not_given_defaults_read_as_such() -> None:
+    parameters = inspect.signature(Iris360Client).parameters
+    for name in ("timeout", "timeseries_timeout", "max_response_bytes"):
+        assert str(parameters[name]).endswith(" = NOT_GIVEN"), name
+    assert repr(NOT_GIVEN) == "NOT_GIVEN"
+    assert not NOT_GIVEN
+    assert pickle.loads(pickle.dumps(NOT_GIVEN)) is NOT_GIVEN
+    assert inspect.signature(RetryPolicy).parameters["random"].default is None
+    policy = RetryPolicy()
+    assert policy.random is None  # random.random
+    assert 0.0 <= policy.backoff(0) <= policy.base
+    with pytest.raises(TypeError, match="random"):
+        RetryPolicy(random=0.5)  # type: ignore[arg-type]
+
+
+def test_test_hooks_reach_only_the_client_built_with_them() -> None:
+    clock = ManualClock()
+    hooked = Iris360Client._with_hooks(
+        "http://h", clock=clock, random=lambda: 0.0, environ={"IRIS360_TENANT": "from-hook"}
+    )
+    assert hooked._transport.clock is clock
+    assert hooked._transport.policy.backoff(5) == 0.0
+    assert hooked.tenant == "from-hook"
+    plain = Iris360Client("http://h", tenant="t")
+    assert isinstance(plain._transport.clock, SystemClock)
+    assert plain._transport.policy.random is None
+    with pytest.raises(TypeError):
+        Iris360Client("http://h", _clock=clock)  # type: ignore[call-arg]
+
+
+
 def test_keyword_configuration_and_defaults() -> None:
     iris = Iris360Client("https://iris.example.com", token="t", tenant="libelium", scope="/")
     config = iris._config
@@ -77,10 +119,10 @@ def test_keyword_configuration_and_defaults() -> None:
 
 def test_retry_policy_argument() -> None:
     policy = RetryPolicy(max_retries=5, base=0.1, cap=2.0)
-    iris = Iris360Client("http://h", retry_policy=policy, _environ={})
+    iris = Iris360Client._with_hooks("http://h", retry_policy=policy, environ={})
     assert iris._transport.policy == policy
     assert iris._config.max_retries == 5
-    both = Iris360Client("http://h", retry_policy=policy, max_retries=1, _environ={})
+    both = Iris360Client._with_hooks("http://h", retry_policy=policy, max_retries=1, environ={})
     assert both._transport.policy == policy.replace(max_retries=1)
     copy = both.with_options(max_retries=9)
     assert copy._transport.policy == policy.replace(max_retries=9)
@@ -96,15 +138,15 @@ def test_timeout_accepts_a_number_or_a_timeout() -> None:
 
 def test_bad_arguments_raise_before_any_request() -> None:
     with pytest.raises(ValueError, match="base_url"):
-        Iris360Client(_environ={})
+        Iris360Client._with_hooks(environ={})
     with pytest.raises(ValueError, match="http"):
-        Iris360Client("iris.example.com", _environ={})
+        Iris360Client._with_hooks("iris.example.com", environ={})
     with pytest.raises(ValueError, match="go together"):
-        Iris360Client("http://h", username="u", _environ={})
+        Iris360Client._with_hooks("http://h", username="u", environ={})
     with pytest.raises(ValueError, match="max_retries"):
-        Iris360Client("http://h", max_retries=-1, _environ={})
+        Iris360Client._with_hooks("http://h", max_retries=-1, environ={})
     with pytest.raises(TypeError, match="session"):
-        Iris360Client("http://h", session=object(), _environ={})  # type: ignore[arg-type]
+        Iris360Client._with_hooks("http://h", session=object(), environ={})
 
 
 def test_every_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,10 +208,10 @@ def test_invalid_environment_number_is_a_clear_error(monkeypatch: pytest.MonkeyP
 
 
 def test_require_tenant_scope() -> None:
-    iris = Iris360Client("http://h", tenant="libelium", scope="/", _environ={})
+    iris = Iris360Client._with_hooks("http://h", tenant="libelium", scope="/", environ={})
     assert iris.require_tenant_scope(None, None) == ("libelium", "/")
     assert iris.require_tenant_scope("other", "/x") == ("other", "/x")
-    bare = Iris360Client("http://h", _environ={})
+    bare = Iris360Client._with_hooks("http://h", environ={})
     assert bare.require_tenant_scope("t", "/") == ("t", "/")
     with pytest.raises(ValueError, match="tenant and scope required"):
         bare.require_tenant_scope(None, None)
@@ -366,19 +408,19 @@ def test_other_errors_pickle_round_trip() -> None:
 )
 def test_invalid_base_urls_are_refused_naming_the_problem(url: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem) as info:
-        Iris360Client(url, _environ={})
+        Iris360Client._with_hooks(url, environ={})
     assert "pw-in-url-secret" not in str(info.value)
     with pytest.raises(ValueError, match=problem):
         ClientConfig(base_url=url)
     with pytest.raises(ValueError, match=problem):
-        Iris360Client(_environ={"IRIS360_BASE_URL": url})
+        Iris360Client._with_hooks(environ={"IRIS360_BASE_URL": url})
 
 
 @pytest.mark.parametrize(
     "url", ["https://iris.example.com", "http://127.0.0.1:8080/", "http://[::1]:9000/prefix"]
 )
 def test_valid_base_urls_are_accepted(url: str) -> None:
-    assert Iris360Client(url, _environ={}).base_url == url
+    assert Iris360Client._with_hooks(url, environ={}).base_url == url
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 0, -0.5])
@@ -387,7 +429,7 @@ def test_timeouts_must_be_finite_and_positive(value: float) -> None:
         with pytest.raises(ValueError, match=f"Timeout.{field}"):
             Timeout(**{field: value})
     with pytest.raises(ValueError, match="timeout"):
-        Iris360Client("http://h", timeout=value, _environ={})
+        Iris360Client._with_hooks("http://h", timeout=value, environ={})
 
 
 @pytest.mark.parametrize("value", [True, False, "10", [1]])
@@ -395,7 +437,7 @@ def test_timeouts_must_be_numbers(value: Any) -> None:
     with pytest.raises(TypeError, match=r"Timeout\.total"):
         Timeout(total=value)
     with pytest.raises(TypeError):
-        Iris360Client("http://h", timeout=value, _environ={})
+        Iris360Client._with_hooks("http://h", timeout=value, environ={})
 
 
 @pytest.mark.parametrize(
@@ -411,13 +453,13 @@ def test_timeouts_must_be_numbers(value: Any) -> None:
 )
 def test_bad_environment_numbers_name_the_variable(name: str, raw: str) -> None:
     with pytest.raises(ValueError, match=name):
-        Iris360Client("http://h", _environ={name: raw})
+        Iris360Client._with_hooks("http://h", environ={name: raw})
 
 
 @pytest.mark.parametrize("value", [None, 0, 1, "no", "false", ""])
 def test_verify_ssl_must_be_exactly_true_or_false(value: Any) -> None:
     with pytest.raises(TypeError, match="verify_ssl"):
-        Iris360Client("https://h", verify_ssl=value, _environ={})
+        Iris360Client._with_hooks("https://h", verify_ssl=value, environ={})
     with pytest.raises(TypeError, match="verify_ssl"):
         ClientConfig(base_url="https://h", verify_ssl=value)
 
@@ -426,10 +468,10 @@ def test_verify_ssl_false_warns_once_per_client(caplog: pytest.LogCaptureFixture
     import logging
 
     with caplog.at_level(logging.WARNING, logger="iris360_async"):
-        iris = Iris360Client("https://h", verify_ssl=False, _environ={})
+        iris = Iris360Client._with_hooks("https://h", verify_ssl=False, environ={})
         iris.with_options(max_retries=0)
         iris.with_options(timeout=3)
-        Iris360Client("https://h", _environ={})
+        Iris360Client._with_hooks("https://h", environ={})
     warnings_ = [r for r in caplog.records if "TLS certificate verification is off" in r.message]
     assert len(warnings_) == 1
     assert warnings_[0].levelno == logging.WARNING
@@ -437,30 +479,31 @@ def test_verify_ssl_false_warns_once_per_client(caplog: pytest.LogCaptureFixture
 
 
 def test_max_response_bytes_setting() -> None:
-    assert Iris360Client("http://h", _environ={}).config.max_response_bytes == 64 * 1024 * 1024
-    assert Iris360Client("http://h", max_response_bytes=None, _environ={}).config \
+    default = Iris360Client._with_hooks("http://h", environ={})
+    assert default.config.max_response_bytes == 64 * 1024 * 1024
+    assert Iris360Client._with_hooks("http://h", max_response_bytes=None, environ={}).config \
         .max_response_bytes is None
     env = {"IRIS360_MAX_RESPONSE_BYTES": "4096"}
-    assert Iris360Client("http://h", _environ=env).config.max_response_bytes == 4096
+    assert Iris360Client._with_hooks("http://h", environ=env).config.max_response_bytes == 4096
     env = {"IRIS360_MAX_RESPONSE_BYTES": "none"}
-    assert Iris360Client("http://h", _environ=env).config.max_response_bytes is None
-    assert Iris360Client(
-        "http://h", max_response_bytes=10, _environ={"IRIS360_MAX_RESPONSE_BYTES": "4096"}
+    assert Iris360Client._with_hooks("http://h", environ=env).config.max_response_bytes is None
+    assert Iris360Client._with_hooks(
+        "http://h", max_response_bytes=10, environ={"IRIS360_MAX_RESPONSE_BYTES": "4096"}
     ).config.max_response_bytes == 10
-    copy = Iris360Client("http://h", _environ={}).with_options(max_response_bytes=100)
+    copy = Iris360Client._with_hooks("http://h", environ={}).with_options(max_response_bytes=100)
     assert copy.config.max_response_bytes == 100
     for bad in (0, -1):
         with pytest.raises(ValueError, match="max_response_bytes"):
-            Iris360Client("http://h", max_response_bytes=bad, _environ={})
+            Iris360Client._with_hooks("http://h", max_response_bytes=bad, environ={})
     for wrong in (True, 1.5, "10"):
         with pytest.raises(TypeError, match="max_response_bytes"):
-            Iris360Client("http://h", max_response_bytes=wrong, _environ={})  # type: ignore[arg-type]
+            Iris360Client._with_hooks("http://h", max_response_bytes=wrong, environ={})
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
 def test_refresh_margin_and_retry_policy_must_be_finite(value: float) -> None:
     with pytest.raises(ValueError, match="refresh_margin"):
-        Iris360Client("http://h", refresh_margin=value, _environ={})
+        Iris360Client._with_hooks("http://h", refresh_margin=value, environ={})
     if value != -1.0:
         with pytest.raises(ValueError, match="max_retry_after"):
             RetryPolicy(max_retry_after=value)

@@ -12,8 +12,12 @@ from iris360_async._retry import (
     ManualClock,
     RateGate,
     RetryBudget,
+    RetryDecision,
+    RetryMode,
     backoff_ceiling,
+    decide_retry,
     full_jitter,
+    gate_hold,
     is_retryable,
     parse_retry_after,
 )
@@ -23,7 +27,10 @@ from iris360_async.errors import (
     APITimeoutError,
     BadRequestError,
     InternalServerError,
+    Iris360Error,
     RateLimitError,
+    RedirectError,
+    ResponseTooLargeError,
     status_error_class,
 )
 
@@ -238,3 +245,175 @@ async def test_rate_gate_wait_is_cancellable() -> None:
         await anyio.wait_all_tasks_blocked()
         tg.cancel_scope.cancel()
     assert not finished
+
+
+# -- the decision after a failed attempt ---------------------------------------------------------
+
+POLICY = RetryPolicy(max_retries=3, base=0.5, cap=8.0, max_retry_after=120.0, random=lambda: 0.5)
+
+
+def _answer(status: int, retry_after: str | None = None) -> APIStatusError:
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    cls = status_error_class(status)
+    kw: dict[str, object] = {}
+    if cls is RateLimitError:
+        kw["retry_after"] = parse_retry_after(retry_after, NOW)
+    return cls("x", status=status, method="GET", url="http://h/x", headers=headers, **kw)
+
+
+def decide(error: Iris360Error, clock: ManualClock, **kw: object) -> RetryDecision:
+    """``decide_retry`` at the clock's current time, with the defaults of a first failure."""
+    options: dict[str, object] = {
+        "attempt": 0, "mode": "read", "policy": POLICY, "now": clock.monotonic(),
+        "epoch": clock.time(),
+    }
+    options.update(kw)
+    return decide_retry(error, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=NOW)
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(0, 0.25), (1, 0.5), (2, 1.0)])
+def test_no_retry_after_means_jittered_backoff(
+    clock: ManualClock, attempt: int, delay: float
+) -> None:
+    decision = decide(_answer(503), clock, attempt=attempt)
+    assert decision == RetryDecision(True, delay, "backoff")
+
+
+def test_retries_end_after_max_retries(clock: ManualClock) -> None:
+    assert decide(_answer(503), clock, attempt=3) == RetryDecision(
+        False, 0.0, "retries_exhausted"
+    )
+
+
+def test_retry_after_seconds_replace_the_backoff(clock: ManualClock) -> None:
+    assert decide(_answer(503, "4"), clock) == RetryDecision(True, 4.0, "retry_after")
+    assert decide(_answer(503, "0"), clock) == RetryDecision(True, 0.0, "retry_after")
+
+
+def test_retry_after_http_date_counts_from_the_epoch_time(clock: ManualClock) -> None:
+    when = email.utils.formatdate(NOW + 30, usegmt=True)
+    decision = decide(_answer(503, when), clock)
+    assert decision.retry
+    assert decision.reason == "retry_after"
+    assert decision.delay == pytest.approx(30.0)
+    clock.advance(10)
+    assert decide(_answer(503, when), clock).delay == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_beyond_the_limit_ends_the_call(clock: ManualClock, status: int) -> None:
+    decision = decide(_answer(status, "121"), clock)
+    assert decision == RetryDecision(False, 0.0, "retry_after_too_long")
+    assert decide(_answer(status, "120"), clock).retry
+
+
+def test_429_of_an_authenticated_call_waits_at_the_gate(clock: ManualClock) -> None:
+    error = _answer(429, "7")
+    assert gate_hold(error, policy=POLICY, authenticated=True) == 7.0
+    decision = decide(error, clock, gate_remaining=7.0)
+    assert decision == RetryDecision(True, 0.0, "rate_gate")
+
+
+def test_429_of_login_or_refresh_waits_itself_and_leaves_the_gate_open(
+    clock: ManualClock,
+) -> None:
+    error = _answer(429, "7")
+    assert gate_hold(error, policy=POLICY, authenticated=False) is None
+    assert decide(error, clock, authenticated=False) == RetryDecision(True, 7.0, "retry_after")
+
+
+def test_the_gate_closes_only_for_a_usable_retry_after() -> None:
+    assert gate_hold(_answer(429), policy=POLICY, authenticated=True) is None
+    assert gate_hold(_answer(429, "121"), policy=POLICY, authenticated=True) is None
+    assert gate_hold(_answer(503, "5"), policy=POLICY, authenticated=True) is None
+
+
+def test_429_without_retry_after_backs_off(clock: ManualClock) -> None:
+    assert decide(_answer(429), clock) == RetryDecision(True, 0.25, "backoff")
+
+
+def test_an_empty_budget_ends_the_call(clock: ManualClock) -> None:
+    decision = decide(_answer(503), clock, budget_ok=False)
+    assert decision == RetryDecision(False, 0.0, "budget_exhausted")
+    budget = RetryBudget(capacity=5)
+    assert budget.can_retry
+    assert budget.try_acquire()
+    assert not budget.can_retry
+    assert budget.tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "gate", "left", "retry"),
+    [
+        (_answer(503), 0.0, 0.26, True),  # backoff 0.25 fits
+        (_answer(503), 0.0, 0.25, False),  # the retry would start as the deadline passes
+        (_answer(503, "4"), 0.0, 3.0, False),  # Retry-After longer than what is left
+        (_answer(429, "7"), 7.0, 6.0, False),  # the gate opens after the deadline
+        (_answer(429, "7"), 7.0, 8.0, True),
+    ],
+)
+def test_a_wait_that_would_pass_the_deadline_ends_the_call(
+    clock: ManualClock, error: Iris360Error, gate: float, left: float, retry: bool
+) -> None:
+    deadline_at = clock.monotonic() + left
+    decision = decide(error, clock, deadline_at=deadline_at, gate_remaining=gate)
+    assert decision.retry is retry
+    if not retry:
+        assert decision == RetryDecision(False, 0.0, "deadline")
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [
+        ("write", _answer(503)),
+        ("write", _answer(502, "1")),
+        ("write", APITimeoutError("x", request_sent=True)),
+        ("write", APIConnectionError("x", request_sent=True)),
+        ("never", _answer(429, "1")),
+        ("never", APIConnectionError("x", request_sent=False)),
+        ("read", _answer(500)),
+    ],
+)
+def test_not_retryable_in_its_mode(
+    clock: ManualClock, mode: RetryMode, error: Iris360Error
+) -> None:
+    assert decide(error, clock, mode=mode) == RetryDecision(False, 0.0, "not_retryable")
+
+
+def test_write_retries_what_provably_was_not_sent(clock: ManualClock) -> None:
+    unsent = APITimeoutError("x", request_sent=False)
+    assert decide(unsent, clock, mode="write") == RetryDecision(True, 0.25, "backoff")
+    assert decide(_answer(429, "2"), clock, mode="write").reason == "rate_gate"
+
+
+@pytest.mark.parametrize("mode", ["read", "write"])
+def test_a_redirect_is_never_retried(clock: ManualClock, mode: RetryMode) -> None:
+    for status in (301, 302, 303, 307, 308):
+        error = _answer(status, "1")
+        assert isinstance(error, RedirectError)
+        assert decide(error, clock, mode=mode) == RetryDecision(False, 0.0, "not_retryable")
+
+
+def test_a_too_large_response_is_never_retried(clock: ManualClock) -> None:
+    error = ResponseTooLargeError("x", limit=10, method="GET", url="http://h/x", status=200)
+    assert decide(error, clock) == RetryDecision(False, 0.0, "not_retryable")
+
+
+def test_the_decision_has_no_side_effects(clock: ManualClock) -> None:
+    draws: list[int] = []
+
+    def random() -> float:
+        draws.append(1)
+        return 0.5
+
+    policy = POLICY.replace(random=random)
+    for _ in range(3):
+        assert decide(_answer(503), clock, policy=policy).delay == 0.25
+    assert decide(_answer(503, "3"), clock, policy=policy).delay == 3.0
+    assert len(draws) == 3  # jitter drawn only where the backoff is used
+    assert clock.sleeps == []

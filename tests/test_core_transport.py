@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,9 +103,9 @@ class ScriptedServer:
         return await item(request)
 
     def client(self, **kw: Any) -> Iris360Client:
-        kw.setdefault("_clock", self.clock)
-        kw.setdefault("_random", lambda: 0.5)
-        return Iris360Client(self.base_url, **kw)
+        kw.setdefault("clock", self.clock)
+        kw.setdefault("random", lambda: 0.5)
+        return Iris360Client._with_hooks(self.base_url, **kw)
 
 
 @contextlib.asynccontextmanager
@@ -247,7 +247,7 @@ async def test_request_json_decodes(server: ScriptedServer) -> None:
     assert page == Page([Row(1)], 2)
 
 
-# -- timeouts (kept by the pool's watchdog) ----------------------------------------------------
+# -- timeouts (aiohttp's, per attempt) ---------------------------------------------------------
 
 
 def trickle(pieces: int, gap: float) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -280,28 +280,21 @@ async def test_read_timeout_restarts_with_every_piece_of_the_body(
             "GET", "/slow", timeout=Timeout(read=0.5, total=30)
         )
         assert response.decode(list[int]) == list(range(8))
-        watchdog = iris._transport.pool.watchdog
-        assert len(watchdog) == 0  # the finished attempt is no longer watched
-    assert not watchdog.armed  # closing the client disarms the timer
 
 
 @pytest.mark.parametrize(
-    ("limits", "message"),
-    [
-        (Timeout(read=0.3, total=30), "no data from the server for 0.3 s"),
-        # no connect timeout: the total may end while connecting, aiohttp's timers keep it
-        (Timeout(read=0.3, total=30, connect=None), "timed out waiting for the response"),
-    ],
+    "limits", [Timeout(read=0.3, total=30), Timeout(read=0.3, total=30, connect=None)]
 )
 async def test_a_stalled_body_times_out_after_the_read_timeout(
-    server: ScriptedServer, limits: Timeout, message: str
+    server: ScriptedServer, limits: Timeout
 ) -> None:
     server.on("GET", "/stall", trickle(0, 0))
     async with server.client(token=TOKEN, max_retries=0) as iris:
         with pytest.raises(APITimeoutError) as info:
             await iris._transport.request("GET", "/stall", timeout=limits)
-        assert len(iris._transport.pool.watchdog) == 0
-    assert message in str(info.value)
+    assert "timed out waiting for the response (no data from the server for 0.3 s)" in str(
+        info.value
+    )
     assert info.value.request_sent is True
     assert info.value.method == "GET"
 
@@ -335,11 +328,10 @@ async def test_the_call_deadline_bounds_the_attempt(server: ScriptedServer) -> N
 async def test_cancelling_the_caller_is_not_a_timeout(server: ScriptedServer) -> None:
     server.on("GET", "/stall", trickle(0, 0))
     async with server.client(token=TOKEN, max_retries=0) as iris:
-        watchdog = iris._transport.pool.watchdog
         with anyio.move_on_after(0.3) as scope:
             await iris._transport.request("GET", "/stall", timeout=Timeout(read=30, total=30))
         assert scope.cancelled_caught  # cancelled, not turned into an APITimeoutError
-        assert len(watchdog) == 0
+        assert iris.stats.retries == 0
         server.on("GET", "/after", reply(200, [1]))
         response = await iris._transport.request("GET", "/after")  # the client still works
         assert response.decode(list[int]) == [1]
@@ -366,10 +358,110 @@ async def test_many_attempts_in_flight_each_time_out_on_their_own(
             tg.start_soon(call, "early", "/stall", 0.2)
             for i in range(4):
                 tg.start_soon(call, f"fast{i}", "/fast", 0.2)
-        assert len(transport.pool.watchdog) == 0
     assert outcomes == {
         "late": "timeout", "early": "timeout", **{f"fast{i}": "ok" for i in range(4)}
     }
+
+
+def held(seconds: float) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A 200 that the server sends after ``seconds``."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return reply(200, [])
+
+    return handler
+
+
+async def test_waiting_for_a_connection_slot_is_not_a_timeout(server: ScriptedServer) -> None:
+    server.on("GET", "/held", held(0.6))
+    server.on("GET", "/fast", reply(200, [1]))
+    async with server.client(token=TOKEN, max_retries=0, connection_limit=1) as iris:
+        transport = iris._transport
+        holder = asyncio.create_task(transport.request("GET", "/held"))
+        while not server.calls_to("/held"):  # noqa: ASYNC110 - the slot is taken
+            await asyncio.sleep(0.01)
+        # waits about 0.6 s for the slot, twice its own limits; then answers at once
+        response = await transport.request(
+            "GET", "/fast", timeout=Timeout(connect=0.3, read=0.3, total=0.3)
+        )
+        assert response.decode(list[int]) == [1]
+        await holder
+
+
+async def test_the_call_deadline_bounds_the_wait_for_a_slot(server: ScriptedServer) -> None:
+    server.on("GET", "/stall", trickle(0, 0))
+    async with server.client(token=TOKEN, max_retries=0, connection_limit=1) as iris:
+        transport = iris._transport
+        holder = asyncio.create_task(transport.request("GET", "/stall"))
+        while not server.calls_to("/stall"):  # noqa: ASYNC110 - the slot is taken
+            await asyncio.sleep(0.01)
+        with pytest.raises(APITimeoutError) as info:
+            await transport.request("GET", "/fast", timeout=Timeout(deadline=0.2))
+        holder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holder
+    assert "the call's deadline passed before it could be sent" in str(info.value)
+    assert info.value.request_sent is False
+    assert server.calls_to("/fast") == []
+
+
+@pytest.fixture
+def unanswered_url() -> Iterator[str]:
+    """A base URL on 127.0.0.1 where connecting never completes: the listener's accept queue
+    is full and never drained, so the kernel drops further SYNs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "what"),
+    [
+        (Timeout(connect=0.3, total=30), "no connection within 0.3 s"),
+        (Timeout(connect=30, total=0.3), "no connection within the attempt's total of 0.3 s"),
+        (Timeout(connect=None, total=0.3), "no connection within the attempt's total of 0.3 s"),
+        (Timeout(connect=30, total=30, deadline=0.3), "the call's deadline of 0.3 s passed"),
+    ],
+)
+async def test_a_timeout_while_connecting_means_nothing_was_sent(
+    unanswered_url: str, limits: Timeout, what: str
+) -> None:
+    async with Iris360Client._with_hooks(
+        unanswered_url, token=TOKEN, max_retries=0, clock=ManualClock()
+    ) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request("POST", "/w", json={}, retry="write", timeout=limits)
+    assert info.value.request_sent is False
+    assert f"POST {PREFIX}/w: timed out waiting for a connection ({what})" == str(info.value)
+
+
+async def test_a_write_whose_attempt_ended_while_connecting_is_retried(
+    unanswered_url: str,
+) -> None:
+    async with Iris360Client._with_hooks(
+        unanswered_url, token=TOKEN, max_retries=1, clock=ManualClock(), random=lambda: 0.5
+    ) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request(
+                "POST", "/w", json={}, retry="write", timeout=Timeout(connect=30, total=0.2)
+            )
+        assert iris.stats.requests == 2
+        assert iris.stats.retries == 1
+    assert info.value.request_sent is False
 
 
 # -- retries ---------------------------------------------------------------------------------------
@@ -442,7 +534,7 @@ async def test_429_gate_holds_back_other_requests_too(server: ScriptedServer) ->
                                  headers={"Retry-After": "30"}), reply(200, {}))
     server.on("GET", "/b", reply(200, {}))
     clock = HeldClock()
-    async with server.client(token=TOKEN, _clock=clock) as iris:
+    async with server.client(token=TOKEN, clock=clock) as iris:
         first = asyncio.create_task(iris._transport.request("GET", "/a"))
         while clock.sleeping < 1:  # noqa: ASYNC110 - polling a counter, not a condition
             await asyncio.sleep(0)
@@ -556,6 +648,25 @@ async def test_write_is_not_retried_once_the_request_may_have_been_sent(
     assert server.calls == []
 
 
+@pytest.mark.parametrize(
+    ("exc", "sent"),
+    [
+        (aiohttp.ConnectionTimeoutError("connect timed out"), False),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), True),
+        (asyncio.TimeoutError(), True),
+    ],
+)
+async def test_a_timeout_without_configured_limits_is_still_an_api_timeout(
+    inject: Callable[..., list[int]], server: ScriptedServer, exc: BaseException, sent: bool
+) -> None:
+    inject(exc)
+    async with server.client(token=TOKEN, max_retries=0, timeout=None) as iris:
+        with pytest.raises(APITimeoutError) as info:
+            await iris._transport.request("GET", "/r")
+    assert info.value.request_sent is sent
+    assert str(info.value).startswith(f"GET {PREFIX}/r: timed out waiting for ")
+
+
 async def test_read_retries_timeouts_and_resets(
     inject: Callable[..., list[int]], server: ScriptedServer
 ) -> None:
@@ -567,8 +678,8 @@ async def test_read_retries_timeouts_and_resets(
 
 
 async def test_real_refused_connection_maps_to_not_sent() -> None:
-    async with Iris360Client(
-        f"http://127.0.0.1:{closed_port()}", token=TOKEN, max_retries=0, _clock=ManualClock()
+    async with Iris360Client._with_hooks(
+        f"http://127.0.0.1:{closed_port()}", token=TOKEN, max_retries=0, clock=ManualClock()
     ) as iris:
         with pytest.raises(APIConnectionError) as info:
             await iris._transport.request("GET", "/x")

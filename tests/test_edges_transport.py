@@ -471,7 +471,7 @@ def chunked(total: int, piece: int = 4096) -> Callable[[web.Request], Any]:
 
 @pytest.mark.parametrize(
     "timeout",
-    [None, 5.0],  # the one-timer watchdog path, and aiohttp's own timers (total <= connect)
+    [None, 5.0],  # the default timeouts, and a per-attempt total of 5 s
 )
 async def test_a_chunked_body_over_the_limit_stops_being_read(
     server: ScriptedServer, timeout: float | None

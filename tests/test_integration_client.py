@@ -65,15 +65,15 @@ async def connect(
     emu: Iris360Emulator, *, clock: ManualClock | None = None, **kwargs: Any
 ) -> AsyncIterator[Iris360Client]:
     """A client logging in with the emulator's credentials; backoff waits are instant."""
-    async with Iris360Client(
+    async with Iris360Client._with_hooks(
         base_url=emu.base_url,
         username=kwargs.pop("username", emu.username),
         password=kwargs.pop("password", emu.password),
         tenant=emu.tenant,
         scope=emu.scope,
-        _clock=clock if clock is not None else ManualClock(start=emu.clock.now()),
-        _random=lambda: 0.5,
-        _environ={},
+        clock=clock if clock is not None else ManualClock(start=emu.clock.now()),
+        random=lambda: 0.5,
+        environ={},
         **kwargs,
     ) as client:
         yield client

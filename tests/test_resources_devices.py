@@ -247,7 +247,7 @@ async def test_send_commands_bulk_bad_input_raises_before_any_request(
 
 
 def test_bulk_sender_validates_commands_once() -> None:
-    client = Iris360Client("https://iris.test", token="t", _environ={})
+    client = Iris360Client._with_hooks("https://iris.test", token="t", environ={})
     with pytest.raises(ValueError, match="device_serials"):
         client.devices.bulk_sender({"device_serials": []})
 

@@ -24,9 +24,9 @@ from iris360_async.testing import Iris360Emulator
 @pytest.fixture
 async def iris(iris360_emulator: Iris360Emulator) -> AsyncIterator[Iris360Client]:
     emu = iris360_emulator
-    async with Iris360Client(
+    async with Iris360Client._with_hooks(
         emu.base_url, username=emu.username, password=emu.password, tenant=emu.tenant,
-        scope=emu.scope, _environ={},
+        scope=emu.scope, environ={},
     ) as client:
         yield client
 
