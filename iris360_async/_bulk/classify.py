@@ -109,16 +109,12 @@ def classify_chunk(
     out: list[CommandOutcome] = []
     append = out.append
     for serial, item in zip(serials, items, strict=True):
-        try:
-            original = item.original
-        except AttributeError:
-            append(CommandOutcome(serial, _UNKNOWN, "unrecognised item: no 'original'"))
-            continue
-        if isinstance(item, MalformedBulkItem):
+        original = getattr(item, "original", msgspec.UNSET)
+        if original == _SENT_BODY and type(item) is not MalformedBulkItem:
+            append(CommandOutcome(serial, _SENT))
+        elif isinstance(item, MalformedBulkItem):
             reason = f"unrecognised item: not an object with 'original': {_describe(original)}"
             append(CommandOutcome(serial, _UNKNOWN, reason, original))
-        elif original == _SENT_BODY:
-            append(CommandOutcome(serial, _SENT))
         else:
             status, detail = classify_item(original)
             append(CommandOutcome(serial, status, detail, original))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import (
     AsyncGenerator,
@@ -61,6 +62,7 @@ _DEVICE_PAGE = msgspec.json.Decoder(Page[Device])
 _BULK_RESULTS = msgspec.json.Decoder(list[BulkCommandItemResult])
 _ENCODER = msgspec.json.Encoder()
 _ANY = msgspec.json.Decoder()
+_ORIGINAL = operator.attrgetter("original")
 
 
 def _device_order_column(order_by: object) -> str:
@@ -92,7 +94,7 @@ def _decode_bulk_results(content: bytes) -> list[BulkCommandItemResult]:
     except msgspec.ValidationError:
         pass
     else:
-        if all(item.original is not msgspec.UNSET for item in items):
+        if msgspec.UNSET not in map(_ORIGINAL, items):
             return items
     raw = _ANY.decode(content)
     if not isinstance(raw, list):
