@@ -27,6 +27,8 @@ DEFAULT_CONCURRENCY = 16
 MAX_CONCURRENCY = 1024
 """The bulk engine's ceiling of ``concurrency`` (requests in flight)."""
 DEFAULT_PAGE_SIZE = 500
+SERVER_MODEL_PRESETS = ("capacity_bound", "rate_limited", "drifting", "shared", "fast")
+"""The emulator's server model presets (``iris360_async.testing.server_model.PRESETS``)."""
 
 _ENV_HELP = """\
 connection settings (flags win over the environment):
@@ -251,6 +253,7 @@ def _add_emulator(sub: Any) -> None:
 examples:
   iris360 emulator
   iris360 emulator --port 8080 --devices 50000 --latency-ms 20
+  iris360 emulator --server-model capacity_bound   # 4 workers, 0.7 s gateway timeout
   # in another shell, paste the printed export lines, then:
   iris360 devices list
 """,
@@ -277,6 +280,14 @@ examples:
         "--faults", choices=("none", "mild"), default="none", help="fault profile (default none)"
     )
     p.add_argument("--seed", type=int, metavar="N", default=1, help="fleet seed (default 1)")
+    p.add_argument(
+        "--server-model",
+        choices=SERVER_MODEL_PRESETS,
+        default=None,
+        metavar="PRESET",
+        help="backend workers, queue and gateway (timeout, rate limit) in front of the bulk "
+        f"endpoint: {', '.join(SERVER_MODEL_PRESETS)} (default: none)",
+    )
 
 
 def _add_devices(sub: Any) -> None:
