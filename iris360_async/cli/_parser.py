@@ -94,7 +94,9 @@ def _help_width() -> int:
     return max(60, min(shutil.get_terminal_size((100, 24)).columns, 100) - 2)
 
 
-def _concurrency(text: str) -> int:
+def _concurrency(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
     value = positive_int(text)
     if value > MAX_CONCURRENCY:
         raise argparse.ArgumentTypeError(f"must be <= {MAX_CONCURRENCY}: {text!r}")
@@ -106,8 +108,9 @@ def _concurrency_option(parser: argparse.ArgumentParser) -> None:
         "--concurrency",
         type=_concurrency,
         default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help=f"requests in flight, 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
+        metavar="N|auto",
+        help=f"requests in flight, 1 to {MAX_CONCURRENCY}, or auto: paced to the server "
+        f"(default {DEFAULT_CONCURRENCY})",
     )
 
 
