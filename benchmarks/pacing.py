@@ -83,11 +83,12 @@ class Profile:
 def profiles(full: bool) -> list[Profile]:
     scale = 1.0 if full else 0.2
     size = 1 if full else 0  # index into (default, full) device counts
+    scaled = "" if full else " (durations x0.2)"
 
     def p(name: str, devices: tuple[int, int], sweep: tuple[int, ...], note: str,
           settings: ServerModelSettings | None = None) -> Profile:
         base = PRESETS[name] if settings is None else settings
-        return Profile(name, base.scaled(scale), devices[size], sweep, note)
+        return Profile(name, base.scaled(scale), devices[size], sweep, note + scaled)
 
     return [
         p("capacity_bound", (6_000, 6_000), (1, 2, 3, 4, 5, 6, 8, 12, 16),
