@@ -170,7 +170,6 @@ async def test_retry_after_pauses_new_requests() -> None:
     later = [t for t in sender.started[1:] if t > 1000.0 + 0.1]
     assert later
     assert min(later) >= 1007.1 - 1e-9
-    assert 7.0 in [round(s, 6) for s in clock.sleeps] or any(s >= 6.8 for s in clock.sleeps)
 
 
 async def test_rate_limit_remaining_of_a_207_reaches_the_limit() -> None:
