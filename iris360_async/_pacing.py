@@ -11,11 +11,16 @@ change; the first lets the queue settle at the new limit, the second is measured
 * **No-load latency**: the lowest round latency seen. When fewer requests were in flight than
   in the round before and latency did not move, they were not waiting in a queue: the work
   itself got dearer, so the no-load latency is re-learnt (cost drift is followed, not fought).
-* **Gradient**: ``ratio = round latency / no-load latency``. Above ``tolerance`` requests
-  queue; the server's useful concurrency (its *knee*) is about ``in flight / ratio``, and the
-  limit moves to the knee plus a small headroom (``headroom * sqrt(knee)``, at least 1) that
-  keeps every worker busy without filling the queue. Decreases take effect at once; increases
+* **Gradient**: ``ratio = round latency / no-load latency``. Above ``tolerance`` (and more
+  than ``noise`` seconds above the no-load latency: timer and network jitter of a few
+  milliseconds is not a queue) requests queue; the server's useful concurrency (its *knee*)
+  is about ``in flight / ratio``, and the limit moves to the knee plus a small headroom
+  (``headroom * sqrt(knee)``, at least 1) that keeps every worker busy without filling the
+  queue. Decreases take effect at once; increases
   add one headroom per round, and only while the caller uses at least half of the limit.
+  When more requests were in flight than in the round before and answers per second grew
+  nearly as much, latency rose without a queue (a client's own overhead): the limit holds and
+  that latency becomes the no-load latency.
 * **Start**: from a low ``initial`` the limit doubles every round until latency first rises.
 * **Overload** (429, 503, 504, a lost answer): multiplicative decrease. Answers to requests sent
   before the last decrease are not counted again, so one burst counts once. Once the overload
@@ -87,6 +92,8 @@ class AdaptiveLimit:
         quota_backoff: factor applied when ``X-RateLimit-Remaining`` reaches 0.
         tolerance: round latency up to ``tolerance`` times the no-load latency counts as
             unloaded (measurement noise, not queueing).
+        noise: so does round latency up to ``noise`` seconds above the no-load latency (the
+            jitter of the client's event loop and the network; matters for quick requests).
 
     Example::
 
@@ -102,6 +109,7 @@ class AdaptiveLimit:
         "_decreased_at",
         "_headroom",
         "_limit",
+        "_noise",
         "_noload",
         "_prev_round",
         "_quota_backoff",
@@ -133,6 +141,7 @@ class AdaptiveLimit:
         backoff: float = 0.5,
         quota_backoff: float = 0.75,
         tolerance: float = 1.1,
+        noise: float = 0.01,
     ) -> None:
         self.min_limit = _check_int("min_limit", min_limit, 1)
         self.max_limit = _check_int("max_limit", max_limit, 1)
@@ -145,6 +154,9 @@ class AdaptiveLimit:
         self._backoff = _check_fraction("backoff", backoff, 0.0, 1.0)
         self._quota_backoff = _check_fraction("quota_backoff", quota_backoff, 0.0, 1.0)
         self._tolerance = _check_fraction("tolerance", tolerance, 1.0, 2.0)
+        if not 0 <= noise < math.inf:
+            raise ValueError(f"noise must be a finite number of seconds >= 0, got {noise}")
+        self._noise = float(noise)
         self._limit = float(min(max(initial, min_limit), max_limit))
         self._slow_start = True
         self._noload = math.inf
@@ -308,7 +320,7 @@ class AdaptiveLimit:
         if draining:
             self._slow_start = False
             target = limit * 0.9
-        elif ratio <= self._tolerance:
+        elif ratio <= self._tolerance or latency - self._noload <= self._noise:
             if app_limited or scarce:
                 target = limit
             elif self._slow_start or limit < self._recover_to:
@@ -317,6 +329,12 @@ class AdaptiveLimit:
                     target = min(target, self._recover_to)
             else:
                 target = limit + self._extra(limit)
+        elif prev is not None and self._served(prev, used, latency):
+            # more in flight, latency up, but answers per second up nearly as much: the added
+            # requests were served, not queued (a client's own overhead grows with the load)
+            self._slow_start = False
+            self._noload = latency
+            target = limit
         else:
             self._slow_start = False
             knee = used / ratio
@@ -326,6 +344,16 @@ class AdaptiveLimit:
         if target >= self._recover_to:
             self._recover_to = 0.0
         self._set(target, now)
+
+    @staticmethod
+    def _served(prev: tuple[float, float], used: float, latency: float) -> bool:
+        """Whether at least 20 % more requests were in flight than in the previous round and
+        answers per second (in flight / latency) grew by at least 60 % as much."""
+        prev_used, prev_latency = prev
+        if prev_used <= 0 or prev_latency <= 0 or latency <= 0 or used < 1.2 * prev_used:
+            return False
+        rate_gain = (used / latency) / (prev_used / prev_latency) - 1.0
+        return rate_gain >= 0.6 * (used / prev_used - 1.0)
 
     @staticmethod
     def _stale_noload(prev: tuple[float, float], used: float, latency: float) -> bool:

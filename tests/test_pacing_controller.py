@@ -468,3 +468,40 @@ def test_bad_samples_are_refused() -> None:
 )
 def test_outcome_for_status(status: int, outcome: str) -> None:
     assert outcome_for_status(status) == outcome
+
+
+def test_a_rise_within_the_noise_floor_is_not_a_queue() -> None:
+    # 20 ms requests; +6 ms is a ratio of 1.3 but within the 10 ms floor: growth goes on
+    limit = AdaptiveLimit(initial=8)
+    now = feed_round(limit, 0.020, 0.0)
+    assert limit.limit == 16
+    feed_round(limit, 0.026, now)
+    assert limit.limit == 32
+    strict = AdaptiveLimit(initial=8, noise=0.0)
+    now = feed_round(strict, 0.020, 0.0)
+    feed_round(strict, 0.026, now)
+    assert strict.limit < 16  # without the floor: cut to the knee
+
+
+def test_latency_up_but_answers_per_second_up_as_much_holds_the_limit() -> None:
+    # 16 in flight at 20 ms, then 32 at 30 ms: 800 -> 1067 answers/s (+33 % for +100 % in
+    # flight: a queue) versus 32 at 22.5 ms: 1422/s (+78 %: served, the client's overhead)
+    queued = AdaptiveLimit(initial=8, noise=0.0)
+    now = feed_round(queued, 0.020, 0.0)
+    now = feed_round(queued, 0.020, now)
+    assert queued.limit == 32
+    feed_round(queued, 0.030, now)
+    assert queued.limit < 32
+    served = AdaptiveLimit(initial=8, noise=0.0)
+    now = feed_round(served, 0.020, 0.0)
+    now = feed_round(served, 0.020, now)
+    now = feed_round(served, 0.0225, now)
+    assert served.limit == 32
+    assert served.noload_latency == pytest.approx(0.0225)
+
+
+def test_bad_noise_is_refused() -> None:
+    with pytest.raises(ValueError, match="noise"):
+        AdaptiveLimit(noise=-0.001)
+    with pytest.raises(ValueError, match="noise"):
+        AdaptiveLimit(noise=math.inf)

@@ -3,7 +3,9 @@
 Workers (at most ``concurrency``, one anyio task each) take turns reading the next chunk from
 the :class:`~.intake.Intake`, send it through ``send_chunk``, classify the answer
 (:mod:`.classify`) and settle its outcomes into the report, the journal and the caller's
-stream. The rules a job follows are in docs/bulk.md; the layout in docs/architecture.md.
+stream. Under ``concurrency="auto"`` (at most ``max_concurrency`` workers) every request first
+waits for a slot of the adaptive limit (:mod:`.pacer`). The rules a job follows are in
+docs/bulk.md; the layout in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .._pacing import AdaptiveLimit
 from .._retry import Clock, SystemClock
 from .._validation import validate_commands
 from ..models.bulk import (
@@ -41,6 +44,7 @@ from .classify import BulkItem, classify_chunk, classify_exception, not_sent
 from .intake import Intake, check_input
 from .journal import Journal, JournalTarget
 from .options import JobOptions
+from .pacer import Pacer
 from .planner import ChunkPlanner, body_base_size
 
 __all__ = ["CommandDispatcher", "SendChunk"]
@@ -118,7 +122,15 @@ class _Ledger:
         self._failures += sum(1 for o in outcomes if o.status in FAILURE_STATUSES)
         return self._failures >= limit
 
-    async def progress(self, in_flight: int, stopped: str | None, final: bool = False) -> None:
+    async def progress(
+        self,
+        in_flight: int,
+        stopped: str | None,
+        final: bool = False,
+        *,
+        limit: int | None = None,
+        latency: float | None = None,
+    ) -> None:
         """Call ``on_progress`` when due (at most every ``progress_interval``; always when
         ``final``)."""
         callback = self._options.on_progress
@@ -141,6 +153,8 @@ class _Ledger:
                 rate=self.settled / elapsed if elapsed > 0 else 0.0,
                 done=final,
                 stopped_reason=stopped,
+                limit=limit,
+                latency=latency,
             )
         )
         if inspect.isawaitable(result):
@@ -189,6 +203,11 @@ class CommandDispatcher:
         self._clock: Clock = clock if clock is not None else SystemClock()
         rate = options.max_rate
         self._limiter = _RateLimiter(rate, self._clock) if rate is not None else None
+        self._pacer = (
+            Pacer(AdaptiveLimit(max_limit=options.max_concurrency), self._clock)
+            if options.auto else None
+        )
+        self._latency: float | None = None
         self._random = random.Random()
 
         self._ledger = _Ledger(options, self._clock)
@@ -217,6 +236,20 @@ class CommandDispatcher:
         """Requests on the wire right now."""
         return self._in_flight
 
+    @property
+    def limit(self) -> int:
+        """Requests allowed in flight now: the adaptive limit under ``concurrency="auto"``,
+        else ``concurrency``."""
+        if self._pacer is not None:
+            return self._pacer.limit.limit
+        return self.options.workers
+
+    @property
+    def latency(self) -> float | None:
+        """Smoothed latency of recent answered requests, seconds (``None`` before the
+        first)."""
+        return self._latency
+
     async def run(self, serials: Iterable[Any] | AsyncIterable[Any]) -> CommandReport:
         """Run the job over ``serials`` and return the full report.
 
@@ -242,7 +275,7 @@ class CommandDispatcher:
         """
         check_input(serials)
         self._ledger.keep = False
-        return _batches_of(partial(self._execute, serials), self.options.concurrency)
+        return _batches_of(partial(self._execute, serials), self.options.workers)
 
     # -- job -------------------------------------------------------------------------------
 
@@ -288,7 +321,7 @@ class CommandDispatcher:
             self._ledger.close(self._stop_reason)
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._ledger.progress(self._in_flight, self._stop_reason, final=True)
+                    await self._progress(final=True)
                 finally:
                     if cancelled and opts.on_cancel is not None:
                         opts.on_cancel(self.report)
@@ -334,7 +367,7 @@ class CommandDispatcher:
     def _add_worker(self, sink: _Sink | None) -> None:
         """Start one more worker, up to ``concurrency``: once at the start and once per chunk
         read, so the job never has more workers than chunks (plus one that finds the end)."""
-        if self._workers < self.options.concurrency and self._workers_group is not None:
+        if self._workers < self.options.workers and self._workers_group is not None:
             self._workers += 1
             self._workers_group.start_soon(self._worker, sink)
 
@@ -384,12 +417,19 @@ class CommandDispatcher:
             while True:
                 if self._limiter is not None:
                     await self._limiter.acquire()
-                journal = self._ledger.journal
-                if not sent_once and journal is not None:
-                    journal.write_inflight(index, serials)
-                    journal.flush()
-                sent_once = True
-                outcomes, retryable = await self._send(serials)
+                pacer = self._pacer
+                if pacer is not None:
+                    await pacer.acquire()
+                try:
+                    journal = self._ledger.journal
+                    if not sent_once and journal is not None:
+                        journal.write_inflight(index, serials)
+                        journal.flush()
+                    sent_once = True
+                    outcomes, retryable = await self._send(serials)
+                finally:
+                    if pacer is not None:
+                        pacer.release()
                 if not retryable or attempt >= opts.retry_unknown or self._stop_reason:
                     return outcomes
                 attempt += 1
@@ -408,11 +448,14 @@ class CommandDispatcher:
         """One request: the chunk's outcomes, and whether a re-send may help."""
         self._in_flight += 1
         self.report.requests += 1
+        clock = self._clock
+        started = clock.monotonic()
         try:
             items = await self._send_chunk(serials)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
+            self._observe(clock.monotonic() - started, exc)
             verdict = classify_exception(exc)
             if verdict.stop:
                 self._request_stop(verdict.stop_reason or f"error: {type(exc).__name__}")
@@ -420,7 +463,17 @@ class CommandDispatcher:
             return outcomes, verdict.retryable
         finally:
             self._in_flight -= 1
+        self._observe(clock.monotonic() - started, items)
         return classify_chunk(serials, items)
+
+    def _observe(self, latency: float, answer: object) -> None:
+        """One request ended: its latency into the recent average (answers only) and, under
+        ``"auto"``, the sample into the adaptive limit."""
+        if not isinstance(answer, BaseException):
+            smooth = self._latency
+            self._latency = latency if smooth is None else smooth + 0.2 * (latency - smooth)
+        if self._pacer is not None:
+            self._pacer.observe(latency, answer)
 
     # -- settling --------------------------------------------------------------------------
 
@@ -430,9 +483,15 @@ class CommandDispatcher:
 
     async def _deliver(self, outcomes: list[CommandOutcome], sink: _Sink | None) -> None:
         self._settle(outcomes)
-        await self._ledger.progress(self._in_flight, self._stop_reason)
+        await self._progress()
         if sink is not None and outcomes:
             await sink(outcomes)
+
+
+    async def _progress(self, final: bool = False) -> None:
+        await self._ledger.progress(
+            self._in_flight, self._stop_reason, final, limit=self.limit, latency=self._latency
+        )
 
 
 async def _batches_of(

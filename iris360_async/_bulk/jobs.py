@@ -14,7 +14,13 @@ from .._retry import Clock
 from ..models.bulk import CommandOutcome, CommandReport, CommandStatus
 from .engine import CommandDispatcher, SendChunk
 from .journal import JournalTarget
-from .options import CancelCallback, JobOptions, ProgressCallback
+from .options import (
+    DEFAULT_MAX_CONCURRENCY,
+    CancelCallback,
+    Concurrency,
+    JobOptions,
+    ProgressCallback,
+)
 
 __all__ = ["send_commands", "stream_commands"]
 
@@ -25,7 +31,8 @@ async def send_commands(
     commands: Mapping[str, Any],
     *,
     chunk_size: int = 100,
-    concurrency: int = 16,
+    concurrency: Concurrency = 16,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     max_body_bytes: int | None = None,
     max_rate: float | None = None,
     retry_unknown: int = 0,
@@ -62,7 +69,8 @@ def stream_commands(
     commands: Mapping[str, Any],
     *,
     chunk_size: int = 100,
-    concurrency: int = 16,
+    concurrency: Concurrency = 16,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     max_body_bytes: int | None = None,
     max_rate: float | None = None,
     retry_unknown: int = 0,

@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from ..models.bulk import CommandReport, CommandStatus, ProgressStats
 
 __all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
     "MAX_CONCURRENCY",
     "CancelCallback",
+    "Concurrency",
     "JobOptions",
     "ProgressCallback",
     "resend_statuses",
@@ -29,7 +31,14 @@ CancelCallback = Callable[[CommandReport], None]
 """``on_cancel(report)``: the partial report of a cancelled job."""
 
 MAX_CONCURRENCY = 1024
-"""The ceiling of ``concurrency`` (requests in flight, one worker each)."""
+"""The ceiling of ``concurrency`` and ``max_concurrency`` (requests in flight, one worker
+each)."""
+
+DEFAULT_MAX_CONCURRENCY = 64
+"""The default bound of ``concurrency="auto"`` (``max_concurrency``)."""
+
+Concurrency = int | Literal["auto"]
+"""Requests in flight: a fixed number, or ``"auto"`` (paced to the server)."""
 
 _RESENDABLE_NAMES = frozenset({"rejected", "failed", "unknown"})
 _RESEND_HELP = (
@@ -81,8 +90,12 @@ class JobOptions:
 
     Attributes:
         chunk_size: serials per request (>= 1).
-        concurrency: requests in flight at most (1 to :data:`MAX_CONCURRENCY`, 1024); a job
-            never starts more workers than it has chunks.
+        concurrency: requests in flight at most (1 to :data:`MAX_CONCURRENCY`, 1024), or
+            ``"auto"``: as many as the server answers without queueing them (an adaptive limit,
+            see docs/bulk.md "Pacing"), at most ``max_concurrency``. A job never starts more
+            workers than it has chunks.
+        max_concurrency: the ceiling of ``concurrency="auto"`` (1 to 1024, default 64);
+            ignored under a fixed ``concurrency``.
         max_body_bytes: also cut chunks so the JSON body stays within this many bytes; a
             serial too long to fit alone ends ``failed`` (``not sent:``, resumable).
         max_rate: at most this many requests started per second; ``None``: no limit.
@@ -117,7 +130,8 @@ class JobOptions:
     """
 
     chunk_size: int = 100
-    concurrency: int = 16
+    concurrency: Concurrency = 16
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_body_bytes: int | None = None
     max_rate: float | None = None
     retry_unknown: int = 0
@@ -136,7 +150,14 @@ class JobOptions:
 
     def __post_init__(self) -> None:
         _check_int("chunk_size", self.chunk_size, 1)
-        _check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        if isinstance(self.concurrency, str):
+            if self.concurrency != "auto":
+                raise ValueError(
+                    f"concurrency must be an int or 'auto', got {self.concurrency!r}"
+                )
+        else:
+            _check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        _check_int("max_concurrency", self.max_concurrency, 1, MAX_CONCURRENCY)
         _check_int("retry_unknown", self.retry_unknown, 0)
         if self.max_rate is not None and not self.max_rate > 0:
             raise ValueError("max_rate must be > 0 requests per second")
@@ -149,6 +170,18 @@ class JobOptions:
         if self.progress_interval < 0:
             raise ValueError("progress_interval must be >= 0 seconds")
         object.__setattr__(self, "resend", resend_statuses(self.resend))
+
+    @property
+    def auto(self) -> bool:
+        """Whether ``concurrency`` is ``"auto"``."""
+        return self.concurrency == "auto"
+
+    @property
+    def workers(self) -> int:
+        """Requests in flight at most: ``concurrency``, or ``max_concurrency`` under
+        ``"auto"``."""
+        concurrency = self.concurrency
+        return self.max_concurrency if isinstance(concurrency, str) else concurrency
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> JobOptions:

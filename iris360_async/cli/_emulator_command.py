@@ -17,7 +17,7 @@ __all__ = ["run_emulator"]
 
 
 async def run_emulator(ctx: Context, interrupt: Interrupt) -> int:
-    from ..testing import LatencyModel
+    from ..testing import Iris360Emulator, LatencyModel
     from ._demo import mild_faults, start_emulator
 
     args = ctx.args
@@ -30,6 +30,8 @@ async def run_emulator(ctx: Context, interrupt: Interrupt) -> int:
             port=args.port,
             latency=LatencyModel(base=args.latency_ms / 1000.0),
         )
+        if args.server_model is not None:
+            emulator = Iris360Emulator(emulator.config, server_model=args.server_model)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -38,7 +40,9 @@ async def run_emulator(ctx: Context, interrupt: Interrupt) -> int:
                 mild_faults(emu)
             out = ctx.stdout
             out.write(
-                f"IRIS360 emulator: {args.devices:,} devices at {emu.base_url}\n"
+                f"IRIS360 emulator: {args.devices:,} devices at {emu.base_url}"
+                + (f" (server model {args.server_model})" if args.server_model else "")
+                + "\n"
                 "Paste into another shell:\n"
                 f"  export IRIS360_BASE_URL={shlex.quote(emu.base_url)}\n"
                 f"  export IRIS360_USERNAME={shlex.quote(emu.username)}\n"

@@ -159,7 +159,7 @@ async def run_job(
     *,
     total: int,
     chunk_size: int,
-    concurrency: int,
+    concurrency: int | str,
     journal: str | None,
     report: str | None,
     progress: JobProgress,
@@ -184,6 +184,7 @@ async def run_job(
     last: list[Any] = []
 
     def on_progress(stats: Any) -> None:
+        progress.pace(bar, stats)
         if last:
             last[0] = stats
         else:

@@ -27,6 +27,8 @@ DEFAULT_CONCURRENCY = 16
 MAX_CONCURRENCY = 1024
 """The bulk engine's ceiling of ``concurrency`` (requests in flight)."""
 DEFAULT_PAGE_SIZE = 500
+SERVER_MODEL_PRESETS = ("capacity_bound", "rate_limited", "drifting", "shared", "fast")
+"""The emulator's server model presets (``iris360_async.testing.server_model.PRESETS``)."""
 
 _ENV_HELP = """\
 connection settings (flags win over the environment):
@@ -92,7 +94,9 @@ def _help_width() -> int:
     return max(60, min(shutil.get_terminal_size((100, 24)).columns, 100) - 2)
 
 
-def _concurrency(text: str) -> int:
+def _concurrency(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
     value = positive_int(text)
     if value > MAX_CONCURRENCY:
         raise argparse.ArgumentTypeError(f"must be <= {MAX_CONCURRENCY}: {text!r}")
@@ -104,8 +108,9 @@ def _concurrency_option(parser: argparse.ArgumentParser) -> None:
         "--concurrency",
         type=_concurrency,
         default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help=f"requests in flight, 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
+        metavar="N|auto",
+        help=f"requests in flight, 1 to {MAX_CONCURRENCY}, or auto: paced to the server "
+        f"(default {DEFAULT_CONCURRENCY})",
     )
 
 
@@ -251,6 +256,7 @@ def _add_emulator(sub: Any) -> None:
 examples:
   iris360 emulator
   iris360 emulator --port 8080 --devices 50000 --latency-ms 20
+  iris360 emulator --server-model capacity_bound   # 4 workers, 0.7 s gateway timeout
   # in another shell, paste the printed export lines, then:
   iris360 devices list
 """,
@@ -277,6 +283,14 @@ examples:
         "--faults", choices=("none", "mild"), default="none", help="fault profile (default none)"
     )
     p.add_argument("--seed", type=int, metavar="N", default=1, help="fleet seed (default 1)")
+    p.add_argument(
+        "--server-model",
+        choices=SERVER_MODEL_PRESETS,
+        default=None,
+        metavar="PRESET",
+        help="backend workers, queue and gateway (timeout, rate limit) in front of the bulk "
+        f"endpoint: {', '.join(SERVER_MODEL_PRESETS)} (default: none)",
+    )
 
 
 def _add_devices(sub: Any) -> None:

@@ -21,7 +21,14 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-__all__ = ["OUTCOME_ORDER", "JobProgress", "SlidingRate", "format_counts", "progress_enabled"]
+__all__ = [
+    "OUTCOME_ORDER",
+    "JobProgress",
+    "SlidingRate",
+    "format_counts",
+    "format_pace",
+    "progress_enabled",
+]
 
 OUTCOME_ORDER = ("sent", "rejected", "failed", "unknown", "skipped")
 _STYLES = {
@@ -58,6 +65,20 @@ def format_counts(counts: Mapping[str, int], *, markup: bool = False, compact: b
         if value or name == "sent":
             text = f"{value:,} {_SHORT[name] if compact else name}"
             parts.append(f"[{_STYLES[name]}]{text}[/]" if markup else text)
+    return " · ".join(parts)
+
+
+def format_pace(stats: object) -> str:
+    """``5/6 in flight · 212 ms`` from a ``ProgressStats`` (requests in flight of the limit,
+    recent latency); empty when it says nothing."""
+    limit = getattr(stats, "limit", None)
+    in_flight = getattr(stats, "in_flight_chunks", None)
+    latency = getattr(stats, "latency", None)
+    parts = []
+    if isinstance(limit, int) and isinstance(in_flight, int):
+        parts.append(f"{in_flight}/{limit} in flight")
+    if isinstance(latency, float):
+        parts.append(f"{latency * 1000:,.0f} ms" if latency < 10 else f"{latency:,.1f} s")
     return " · ".join(parts)
 
 
@@ -165,6 +186,7 @@ class JobProgress:
                 _RateColumn("dev", rates, table_column=_fixed()),
                 _TimeLeftColumn(rates, table_column=_fixed()),
                 TextColumn("{task.fields[counts]}", table_column=_fixed()),
+                TextColumn("[dim]{task.fields[pace]}", table_column=_fixed()),
                 console=console,
                 refresh_per_second=8,
                 get_time=get_time,
@@ -196,9 +218,15 @@ class JobProgress:
         """A new bar (``total`` ``None`` when unknown yet)."""
         if self._progress is None:
             return TaskID(0)
-        task = self._progress.add_task(description, total=total, counts="")
+        task = self._progress.add_task(description, total=total, counts="", pace="")
         self._counts[task] = Counter()
         return task
+
+    def pace(self, task: TaskID, stats: object) -> None:
+        """Show a job's pacing next to its bar: requests in flight of the limit, recent
+        latency (from a ``ProgressStats``)."""
+        if self._progress is not None:
+            self._progress.update(task, pace=format_pace(stats))
 
     def set_total(self, task: TaskID, total: int) -> None:
         if self._progress is not None:

@@ -75,7 +75,8 @@ def _write_plan(out: Output, plan: JobPlan, source: str) -> None:
     table.add_row("commands", json.dumps(plan.commands))
     table.add_row("chunk size", f"{plan.chunk_size:,}")
     table.add_row("chunks / requests", f"{plan.requests:,}")
-    table.add_row("concurrency", f"{plan.concurrency:,}")
+    table.add_row("concurrency", f"{plan.concurrency:,}" if isinstance(plan.concurrency, int)
+                  else str(plan.concurrency))
     table.add_row("estimated time", f"~{plan.estimated_seconds:,.0f} s")
     out.render(table)
 

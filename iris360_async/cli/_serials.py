@@ -165,7 +165,7 @@ class JobPlan:
     already_settled: int
     to_send: int
     chunk_size: int
-    concurrency: int
+    concurrency: int | str
     requests: int
     estimated_seconds: float
     commands: dict[str, Any]
@@ -193,7 +193,7 @@ def plan_job(
     commands: dict[str, Any],
     *,
     chunk_size: int,
-    concurrency: int,
+    concurrency: int | str,
     settled: frozenset[str] = frozenset(),
     request_seconds: float = 0.25,
     device_seconds: float = 0.02,
@@ -202,7 +202,8 @@ def plan_job(
 
     The estimate assumes each request costs ``request_seconds`` plus ``device_seconds`` per
     serial on the server (which processes the serials of one request one after another), and
-    that ``concurrency`` requests run side by side.
+    that ``concurrency`` requests run side by side (``"auto"``: estimated as 16, the
+    server decides).
     """
     seen: set[str] = set()
     total = duplicates = already = 0
@@ -219,7 +220,7 @@ def plan_job(
             already += 1
     to_send = len(seen) - already
     requests = math.ceil(to_send / chunk_size) if to_send else 0
-    full_waves, rest = divmod(requests, concurrency)
+    full_waves, rest = divmod(requests, concurrency if isinstance(concurrency, int) else 16)
     per_request = request_seconds + chunk_size * device_seconds
     estimated = full_waves * per_request
     if rest:

@@ -88,11 +88,16 @@ class ProgressStats(msgspec.Struct, frozen=True):
         read: serials read from the input so far (duplicates included).
         settled: serials with an outcome so far.
         counts: settled serials per status (all five keys always present).
-        in_flight_chunks: chunks whose request is on the wire right now.
+        in_flight_chunks: chunks whose request is on the wire right now (requests in
+            flight).
         requests: requests made so far (retries included).
         rate: settled serials per second since the start.
         done: ``True`` on the final call.
         stopped_reason: why the job stopped early, when it did.
+        limit: requests allowed in flight now: the adaptive limit under
+            ``concurrency="auto"``, the fixed ``concurrency`` otherwise.
+        latency: smoothed latency of recent answered requests (seconds, on the job's clock;
+            ``None`` before the first answer).
     """
 
     elapsed: float
@@ -104,6 +109,8 @@ class ProgressStats(msgspec.Struct, frozen=True):
     rate: float
     done: bool = False
     stopped_reason: str | None = None
+    limit: int | None = None
+    latency: float | None = None
 
 
 class CommandReport:

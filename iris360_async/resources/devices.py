@@ -23,6 +23,8 @@ import msgspec
 
 from .._bulk import CancelCallback, CommandDispatcher, JobOptions, ProgressCallback
 from .._bulk.journal import JournalTarget
+from .._bulk.options import DEFAULT_MAX_CONCURRENCY, Concurrency
+from .._bulk.pacer import AnsweredItems
 from .._pagination import AsyncPaginator, FetchPage
 from .._validation import (
     validate_commands,
@@ -248,9 +250,10 @@ class DevicesResource(APIResource):
                 "POST", SEND_COMMANDS_BULK_PATH, content=prefix + encode(serials) + tail,
                 retry="write",
             )
-            return decode_response(
+            items = decode_response(
                 response, _decode_bulk_results, "list[BulkCommandItemResult]"
             )
+            return AnsweredItems(items, response.status, response.headers)  # headers: pacing
 
         return send
 
@@ -266,7 +269,8 @@ class DevicesResource(APIResource):
         commands: Mapping[str, Any],
         *,
         chunk_size: int = 100,
-        concurrency: int = 16,
+        concurrency: Concurrency = 16,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_body_bytes: int | None = None,
         max_rate: float | None = None,
         retry_unknown: int = 0,
@@ -311,7 +315,8 @@ class DevicesResource(APIResource):
         commands: Mapping[str, Any],
         *,
         chunk_size: int = 100,
-        concurrency: int = 16,
+        concurrency: Concurrency = 16,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_body_bytes: int | None = None,
         max_rate: float | None = None,
         retry_unknown: int = 0,

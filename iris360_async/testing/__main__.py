@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from .config import LatencyModel, parse_sync_interval
 from .emulator import Iris360Emulator
 from .faults import FaultProfile
+from .server_model import PRESETS
 
 
 def _sync_interval(text: str) -> tuple[float, float]:
@@ -53,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of the devices that never connect")
     p.add_argument("--time-scale", type=float, default=1.0,
                    help="emulated seconds per real second (60: a minute per second)")
+    p.add_argument("--server-model", choices=sorted(PRESETS), default=None, metavar="PRESET",
+                   help="backend workers, queue and gateway in front of the bulk endpoint: "
+                        f"{', '.join(PRESETS)} (default: none)")
+    p.add_argument("--server-model-scale", type=float, default=1.0, metavar="FACTOR",
+                   help="multiply the server model's durations (0.25: four times quicker)")
     p.add_argument("--json", action="store_true", help="print one JSON line with the settings")
     return p
 
@@ -66,13 +72,18 @@ async def _serve(args: argparse.Namespace) -> None:
     faults = FaultProfile(
         error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate, drop_rate=args.drop_rate
     )
+    model = None
+    if args.server_model is not None:
+        model = PRESETS[args.server_model]
+        if args.server_model_scale != 1.0:
+            model = model.scaled(args.server_model_scale)
     emu = Iris360Emulator(
         host=args.host, port=args.port, devices=args.devices, seed=args.seed,
         token_ttl=args.token_ttl, capacity=args.capacity, no_ota_fraction=args.no_ota_fraction,
         latency=LatencyModel(args.latency_base, args.latency_per_item, args.latency_jitter),
         faults=faults if faults.active else None, sync_interval=args.sync_interval,
         offline_fraction=args.offline_fraction, time_scale=args.time_scale,
-        **settings,  # type: ignore[arg-type]
+        server_model=model, **settings,  # type: ignore[arg-type]
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,7 +97,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 "password": emu.password, "tenant": emu.tenant, "scope": emu.scope,
                 "devices": emu.fleet.device_count, "sync_interval": emu.config.sync_range,
                 "offline_fraction": emu.config.offline_fraction,
-                "time_scale": emu.config.time_scale,
+                "time_scale": emu.config.time_scale, "server_model": args.server_model,
             }), flush=True)
         else:
             print(f"IRIS360 emulator serving {emu.base_url}", flush=True)
@@ -96,6 +107,8 @@ async def _serve(args: argparse.Namespace) -> None:
             print(f"  tenant:   {emu.tenant}")
             print(f"  scope:    {emu.scope}")
             print(f"  devices:  {emu.fleet.device_count}")
+            if args.server_model is not None:
+                print(f"  server model: {args.server_model}")
             print("Press Ctrl+C to stop.", flush=True)
         await stop.wait()
 

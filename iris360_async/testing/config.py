@@ -1,5 +1,5 @@
 """Settings of an emulator: fleet size, credentials, token lifetimes, latency, paths, clock
-speed and how devices confirm commands."""
+speed, how devices confirm commands and the server model of the bulk endpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .faults import FaultProfile
+from .server_model import ServerModelSettings
 
 __all__ = ["EmulatorConfig", "EmulatorPaths", "LatencyModel", "parse_sync_interval"]
 
@@ -97,6 +98,12 @@ class EmulatorConfig:
     ``offline_fraction`` of the devices never connect. ``time_scale`` runs the emulator clock
     faster than real time (60: one real second is one emulated minute); token lifetimes stay in
     real seconds.
+
+    ``server_model`` puts backend workers, a queue and a gateway (timeout, rate limit) with
+    drifting cost in front of the bulk endpoint (:mod:`.server_model`): a
+    :class:`~.server_model.ServerModelSettings` or the name of a preset
+    (``"capacity_bound"``, ``"rate_limited"``, ``"drifting"``, ``"shared"``, ``"fast"``),
+    stored as settings.
     """
 
     host: str = "127.0.0.1"
@@ -127,6 +134,7 @@ class EmulatorConfig:
     sync_interval: tuple[float, float] | float | None = None
     offline_fraction: float = 0.0
     time_scale: float = 1.0
+    server_model: ServerModelSettings | str | None = None
 
     def __post_init__(self) -> None:
         if self.devices < 0:
@@ -149,6 +157,14 @@ class EmulatorConfig:
             raise ValueError("offline_fraction must be between 0 and 1")
         if not (math.isfinite(self.time_scale) and self.time_scale > 0):
             raise ValueError("time_scale must be a positive number")
+        model = self.server_model
+        if isinstance(model, str):
+            object.__setattr__(self, "server_model", ServerModelSettings.preset(model))
+        elif model is not None and not isinstance(model, ServerModelSettings):
+            raise TypeError(
+                "server_model must be ServerModelSettings, a preset name or None, "
+                f"not {type(model).__name__}"
+            )
 
     @property
     def sync_range(self) -> tuple[float, float] | None:

@@ -20,7 +20,8 @@ from .config import EmulatorConfig, LatencyModel
 from .endpoints import Handlers
 from .faults import REDIRECT_TRAP, FaultInjector, FaultProfile
 from .fleet import Fleet, stable_hash
-from .server import Plumbing, Router
+from .server import Handler, Plumbing, Router
+from .server_model import ServerModel, ServerModelSettings
 from .stats import EmulatorStats
 from .sync import CommandState
 from .tokens import TokenAuthority, TokenPair
@@ -54,7 +55,10 @@ class Iris360Emulator:
             ``EndpointPaths``), ``sync_interval`` (emulated seconds between two connections
             of a device, when it confirms its pending commands: a number or a ``(shortest,
             longest)`` range; ``None`` = never), ``offline_fraction`` (devices that never
-            connect), ``time_scale`` (emulated seconds per real second).
+            connect), ``time_scale`` (emulated seconds per real second), ``server_model``
+            (backend workers, queue and gateway in front of the bulk endpoint: a
+            :class:`~.server_model.ServerModelSettings` or a preset name; its statistics in
+            ``emu.server_model.stats``).
     """
 
     def __init__(self, config: EmulatorConfig | None = None, **settings: Any) -> None:
@@ -92,6 +96,12 @@ class Iris360Emulator:
         self._handlers = Handlers(
             config=config, fleet=self.fleet, clock=self.clock, plumbing=self._plumbing
         )
+        model = config.server_model
+        self.server_model: ServerModel | None = (
+            ServerModel(model) if isinstance(model, ServerModelSettings) else None
+        )
+        """The bulk endpoint's server model, when ``server_model`` is set (its ``stats``,
+        ``reset()``; assign ``server_model.settings`` to change it while serving)."""
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
 
@@ -232,7 +242,10 @@ class Iris360Emulator:
                 message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY
             )
 
-        server = web.Server(self.make_router(), request_factory=make_request, access_log=None)
+        handler: Handler = self.make_router()
+        if self.server_model is not None:
+            handler = self.server_model.front(handler)
+        server = web.Server(handler, request_factory=make_request, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True)
@@ -246,7 +259,10 @@ class Iris360Emulator:
         self._port = int(addresses[0][1]) if addresses else self.config.port
 
     async def close(self) -> None:
-        """Stop serving and close every connection (idempotent)."""
+        """Stop serving and close every connection (idempotent); a server model first lets
+        its backend finish the requests it holds."""
+        if self.server_model is not None and self._runner is not None:
+            await self.server_model.drain()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -101,6 +102,8 @@ class ServerModelSettings:
         burst: bucket size (requests).
         drift: cost steps, in order of ``at``.
         tenants: other tenants' load on the workers.
+        jitter: each request's cost varies uniformly by up to this fraction (0.2: +-20 %),
+            from a seeded generator; 0 (default): every request costs exactly the same.
     """
 
     workers: int = 4
@@ -112,8 +115,11 @@ class ServerModelSettings:
     burst: int = 1
     drift: tuple[CostStep, ...] = ()
     tenants: tuple[TenantLoad, ...] = ()
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.jitter < 1.0:
+            raise ValueError("jitter must be a fraction in [0, 1)")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.base < 0 or self.per_device < 0:
@@ -199,8 +205,9 @@ PRESETS: Mapping[str, ServerModelSettings] = {
         workers=8, per_device=0.002, gateway_timeout=1.0,
         tenants=(TenantLoad(3.0, 8.0, 4),),
     ),
-    # a big, quick backend: 64 workers, 20 ms per 100 devices
-    "fast": ServerModelSettings(workers=64, per_device=0.0002, gateway_timeout=5.0),
+    # a big, quick backend: 64 workers, 20 ms per 100 devices (+-20 %: answers do not all
+    # arrive in the same instant)
+    "fast": ServerModelSettings(workers=64, per_device=0.0002, gateway_timeout=5.0, jitter=0.2),
 }
 """Named server models; ``ServerModelSettings.preset(name, **overrides)`` adjusts one."""
 
@@ -302,6 +309,7 @@ class ServerModel:
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[web.StreamResponse]] = set()
+        self._random = random.Random(1)
 
     def __repr__(self) -> str:
         s = self.settings
@@ -481,7 +489,11 @@ class ServerModel:
         started = loop.time()
         record.queue_wait = started - arrived
         try:
-            await asyncio.sleep(self.settings.cost(record.targets, self.elapsed()))
+            cost = self.settings.cost(record.targets, self.elapsed())
+            jitter = self.settings.jitter
+            if jitter:
+                cost *= 1.0 + jitter * (2.0 * self._random.random() - 1.0)
+            await asyncio.sleep(cost)
             response = await handler(request)
         finally:
             record.service = loop.time() - started
