@@ -241,7 +241,6 @@ class Iris360Client:
         tokens.bind(transport.auth_send)
         self._config = config
         self._transport = transport
-        self._sources = resolved.sources
         self._owner = True
 
 
@@ -376,7 +375,6 @@ class Iris360Client:
         clone._owner = pool is not None
         clone._closed = False
         clone._config = config
-        clone._sources = {**self._sources, **dict.fromkeys(overrides, "argument")}
         clone._transport = transport.derive(
             config, policy, pool=pool, tokens=tokens, own_limits="base_url" in overrides
         )

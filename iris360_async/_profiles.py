@@ -327,20 +327,20 @@ def resolve_settings(
     arguments: Mapping[str, Any],
     *,
     environ: Mapping[str, str] | None = None,
-    profile: str | None = None,
+    profile: str | Profile | None = None,
     run_commands: bool = True,
 ) -> ResolvedSettings:
     """Merge ``arguments`` (the settings given to the call), the ``IRIS360_*`` variables and
     the profile, in that order of precedence. The password comes from the profile's
     ``password_command`` (when ``run_commands``) only if none was found before and a user
-    name was.
+    name was. ``profile``: a name, or a profile already loaded (:func:`load_profile`).
 
     Raises:
         ValueError: a variable or profile setting that is not valid, or a profile that
             cannot be used (see :func:`load_profile`, :func:`run_password_command`).
     """
     env = os.environ if environ is None else environ
-    chosen = load_profile(profile, env)
+    chosen = profile if isinstance(profile, Profile) else load_profile(profile, env)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key, value in arguments.items():
