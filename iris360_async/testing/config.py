@@ -127,6 +127,7 @@ class EmulatorConfig:
     sync_interval: tuple[float, float] | float | None = None
     offline_fraction: float = 0.0
     time_scale: float = 1.0
+    tenants: tuple[tuple[str, int], ...] = ()  # further tenants: (name, devices), see Fleet
 
     def __post_init__(self) -> None:
         if self.devices < 0:
