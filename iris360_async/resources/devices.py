@@ -335,6 +335,7 @@ class DevicesResource(APIResource):
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
+        total: int | None = None,
         timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -348,7 +349,9 @@ class DevicesResource(APIResource):
         of :class:`iris360_async._bulk.JobOptions`: ``chunk_size`` serials per request,
         ``concurrency`` requests in flight, ``journal`` (a JSON-lines file making the job
         resumable without sending any command twice), ``deadline`` and ``deadline_grace`` in
-        seconds, ``max_failures``, ``on_progress`` …. ``timeout``, ``max_retries`` and
+        seconds, ``max_failures``, ``on_progress`` …, and ``total`` (how many serials a file or
+        generator holds, so progress has a ``total`` and an ``eta``; a list or tuple is
+        counted by itself). ``timeout``, ``max_retries`` and
         ``retry_policy`` apply to each request of the job (see :meth:`send_commands_bulk`).
 
         Raises:
@@ -398,6 +401,7 @@ class DevicesResource(APIResource):
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
+        total: int | None = None,
         timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
