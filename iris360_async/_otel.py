@@ -12,7 +12,7 @@ command job (the calls of the job are its children). Metrics: see :data:`METRICS
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -189,10 +189,11 @@ async def traced_stream(
     outcomes: AsyncGenerator[CommandOutcome, None],
     job: BulkTrace,
     report: CommandReport,
-    refreshes: Any,
+    refreshes: Callable[[], int],
 ) -> AsyncGenerator[CommandOutcome, None]:
     """``outcomes`` with the job's span current while the job runs (so its calls are the
-    span's children); ``refreshes()`` gives the client's refresh count at the end."""
+    span's children); ``refreshes()`` gives the client's refresh count at the end. Leaving
+    the loop early ends the job (as for the stream itself) and the span, without an error."""
     error: BaseException | None = None
     try:
         while True:
@@ -204,6 +205,8 @@ async def traced_stream(
             finally:
                 job.detach(token)
             yield outcome
+    except GeneratorExit:  # the consumer left early: the job is cancelled, nothing failed
+        raise
     except BaseException as exc:
         error = exc
         raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import pytest
@@ -191,6 +192,21 @@ async def test_a_streamed_job_has_its_span_too(
     assert calls
     assert all(s.parent is not None for s in calls)
     assert {s.parent.span_id for s in calls if s.parent} == {job.context.span_id}
+
+
+async def test_leaving_a_streamed_job_early_ends_its_span_without_error(
+    iris360_emulator: Iris360Emulator, spans: InMemorySpanExporter
+) -> None:
+    emu = iris360_emulator
+    async with client_for(emu) as iris:
+        stream = iris.devices.stream_commands(list(emu.fleet.serials), {"w_ota": True},
+                                              chunk_size=5, concurrency=1)
+        async with aclosing(stream):
+            async for _ in stream:
+                break
+    [job] = [s for s in spans.get_finished_spans() if s.name == "iris360.bulk_job"]
+    assert job.status.status_code is not StatusCode.ERROR
+    assert "error.type" not in (job.attributes or {})
 
 
 async def test_login_spans_hold_no_secret(
