@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ._config import ENV_PREFIX, ClientConfig, EndpointPaths, Timeout
+from ._config import ENV_PREFIX, ClientConfig, EndpointPaths, Timeout, hide_credentials
 from .errors import condense
 
 if sys.version_info >= (3, 11):
@@ -187,6 +187,8 @@ class ResolvedSettings:
             if name in self.values:
                 value = self.values[name]
                 shown = "***" if name in SECRET_SETTINGS else _show(value)
+                if name == "proxy":
+                    shown = hide_credentials(shown) or shown
                 out.append((name, shown, self.sources[name]))
             elif name in defaults:
                 spec = defaults[name]

@@ -193,6 +193,11 @@ def test_rows_mask_secrets_and_show_defaults(xdg: Path) -> None:
     assert rows["max_retries"] == ("3", "default")
     assert rows["timeout"][0] == "connect=5, read=20, total=40, deadline=None"
     assert "staging-token" not in repr(resolved.rows())
+    with_password = resolve_settings(
+        {"proxy": "http://ops:proxy-pw@127.0.0.1:3128"}, environ={}, profile=profile
+    )
+    shown = {name: value for name, value, _ in with_password.rows()}
+    assert shown["proxy"] == "http://***@127.0.0.1:3128"
 
 
 # -- the command line -----------------------------------------------------------------------------
