@@ -21,9 +21,9 @@ from ._config import (
     EndpointPaths,
     NotGiven,
     Timeout,
-    settings_from_env,
 )
 from ._logging import get_logger
+from ._profiles import resolve_settings
 from ._retry import Clock, RateGate, RetryBudget, RetryPolicy, SystemClock
 from ._transport import HTTPPool, Transport, TransportStats
 from ._version import __version__
@@ -40,18 +40,70 @@ __all__ = ["DEFAULT_USER_AGENT", "Iris360Client"]
 DEFAULT_USER_AGENT = f"iris360-async/{__version__}"
 
 _log = get_logger(__name__)
-_WITH_OPTIONS = frozenset(
+_SETTINGS = frozenset(
     {
-        "timeout", "timeseries_timeout", "max_retries", "tenant", "scope", "user_agent",
-        "max_response_bytes",
+        "base_url", "username", "password", "token", "refresh_token", "tenant", "scope",
+        "timeout", "timeseries_timeout", "max_retries", "connection_limit", "user_agent",
+        "paths", "session", "verify_ssl", "max_response_bytes", "refresh_margin",
+        "retry_policy", "proxy", "trust_env",
     }
 )
-_ENV_PATHS = {
+_WITH_OPTIONS = _SETTINGS
+_NONE_MEANS = frozenset(
+    {"timeout", "timeseries_timeout", "max_response_bytes", "verify_ssl", "trust_env"}
+)  # settings for which an explicit None is a value (or refused by ClientConfig)
+_POOL_SETTINGS = frozenset({"connection_limit", "session", "verify_ssl", "trust_env"})
+_TOKEN_SETTINGS = frozenset(
+    {"base_url", "username", "password", "token", "refresh_token", "refresh_margin"}
+)
+_PATH_SETTINGS = {
     "login_path": "login",
     "refresh_path": "refresh",
     "import_file_path": "import_file",
     "connector_models_path": "connector_models",
 }
+
+
+def _config_values(resolved: Mapping[str, Any], paths: EndpointPaths | None) -> dict[str, Any]:
+    """:class:`ClientConfig` keywords from the resolved settings."""
+    values = {key: value for key, value in resolved.items() if key != "password_command"}
+    if "base_url" not in values:
+        raise ValueError(
+            "base_url is required (pass base_url= or set IRIS360_BASE_URL, or use a profile "
+            "with a base_url)"
+        )
+    given_paths = {attr: values.pop(key) for key, attr in _PATH_SETTINGS.items() if key in values}
+    if paths is not None and not isinstance(paths, EndpointPaths):
+        raise TypeError("paths must be an EndpointPaths")
+    values["paths"] = paths if paths is not None else EndpointPaths(**given_paths)
+    values.setdefault("user_agent", DEFAULT_USER_AGENT)
+    for key in ("timeout", "timeseries_timeout"):
+        if key in values:
+            values[key] = Timeout.coerce(values[key])
+    return values
+
+
+def _retry_policy(
+    config: ClientConfig, retry_policy: RetryPolicy | None, max_retries_given: bool
+) -> tuple[ClientConfig, RetryPolicy]:
+    """The policy (``max_retries`` given anywhere overrides the policy's own) and the
+    configuration with the policy's ``max_retries``."""
+    if retry_policy is None:
+        return config, RetryPolicy(config.max_retries)
+    if not isinstance(retry_policy, RetryPolicy):
+        raise TypeError(f"retry_policy must be a RetryPolicy, not {type(retry_policy).__name__}")
+    if max_retries_given:
+        return config, retry_policy.replace(max_retries=config.max_retries)
+    return config.replace(max_retries=retry_policy.max_retries), retry_policy
+
+
+def _pool(config: ClientConfig, session: aiohttp.ClientSession | None) -> HTTPPool:
+    return HTTPPool(
+        session=session,
+        connection_limit=config.connection_limit,
+        verify_ssl=config.verify_ssl,
+        trust_env=config.trust_env,
+    )
 
 
 @dataclass(frozen=True)
@@ -66,45 +118,19 @@ class _Hooks:
 _HOOKS: ContextVar[_Hooks | None] = ContextVar("iris360_client_hooks", default=None)
 
 
-def _env_number(env: Mapping[str, str], key: str, kind: Callable[[str], Any]) -> Any:
-    """``kind(value)`` of ``IRIS360_<KEY>``; any refusal names the variable."""
-    raw = env[key]
-    try:
-        return kind(raw)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"IRIS360_{key.upper()}={raw!r} is not valid: {exc}") from None
-
-
-def _env_timeout(raw: str) -> Timeout:
-    return Timeout.coerce(float(raw))
-
-
-def _env_count(minimum: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw)
-        if value < minimum:
-            raise ValueError(f"must be an integer >= {minimum}")
-        return value
-
-    return parse
-
-
-def _env_byte_limit(raw: str) -> int | None:
-    if raw.strip().lower() == "none":
-        return None
-    return _env_count(1)(raw)
-
-
 class Iris360Client:
     """Asynchronous client of the IRIS360 public API.
 
     Every setting can also come from an ``IRIS360_*`` environment variable
     (``IRIS360_BASE_URL``, ``IRIS360_USERNAME``, ``IRIS360_PASSWORD``, ``IRIS360_TOKEN``,
     ``IRIS360_REFRESH_TOKEN``, ``IRIS360_TENANT``, ``IRIS360_SCOPE``, ``IRIS360_TIMEOUT``,
-    ``IRIS360_MAX_RETRIES``, ``IRIS360_CONNECTION_LIMIT``, ``IRIS360_MAX_RESPONSE_BYTES``,
-    ``IRIS360_USER_AGENT``,
-    ``IRIS360_LOGIN_PATH``, ``IRIS360_REFRESH_PATH``, ``IRIS360_IMPORT_FILE_PATH``,
-    ``IRIS360_CONNECTOR_MODELS_PATH``); explicit arguments win.
+    ``IRIS360_TIMESERIES_TIMEOUT``, ``IRIS360_MAX_RETRIES``, ``IRIS360_CONNECTION_LIMIT``,
+    ``IRIS360_MAX_RESPONSE_BYTES``, ``IRIS360_USER_AGENT``, ``IRIS360_REFRESH_MARGIN``,
+    ``IRIS360_PROXY``, ``IRIS360_TRUST_ENV``, ``IRIS360_LOGIN_PATH``,
+    ``IRIS360_REFRESH_PATH``, ``IRIS360_IMPORT_FILE_PATH``,
+    ``IRIS360_CONNECTOR_MODELS_PATH``) or from a profile of the configuration file
+    (``~/.config/iris360/config.toml``, see docs/configuration.md). Precedence: arguments,
+    then the environment, then the profile.
 
     Args:
         base_url: scheme and host, e.g. ``"https://iris.example.com"``; the client adds
@@ -133,6 +159,13 @@ class Iris360Client:
         refresh_margin: refresh the access token this many seconds before it expires.
         retry_policy: backoff settings (base and cap in seconds, ``Retry-After`` limit); its
             ``max_retries`` is used unless ``max_retries`` is given too.
+        proxy: an HTTP proxy for every request, e.g. ``"http://proxy.example.com:3128"``
+            (``user:password@`` allowed, never shown); also with a caller-owned session.
+        trust_env: let a session created by the client take its proxy from ``HTTP_PROXY``/
+            ``HTTPS_PROXY``/``NO_PROXY`` (default ``False``); ``proxy=`` wins over them.
+        profile: the profile of the configuration file to read settings from (default:
+            ``IRIS360_PROFILE``, else the file's ``default_profile``, else ``default`` if
+            there is one).
 
     Example:
         >>> async with Iris360Client("https://iris.example.com", username="ops@example.com",
@@ -161,57 +194,28 @@ class Iris360Client:
         user_agent: str | None = None,
         paths: EndpointPaths | None = None,
         session: aiohttp.ClientSession | None = None,
-        verify_ssl: bool = True,
+        verify_ssl: bool | NotGiven = NOT_GIVEN,
         max_response_bytes: int | NotGiven | None = NOT_GIVEN,
         refresh_margin: float | None = None,
         retry_policy: RetryPolicy | None = None,
+        proxy: str | None = None,
+        trust_env: bool | NotGiven = NOT_GIVEN,
+        profile: str | None = None,
     ) -> None:
         self._owner = False  # set first: __del__ must work even if validation fails
         self._closed = False
         hooks = _HOOKS.get() or _Hooks()
-        env = settings_from_env(hooks.environ)
-        explicit: dict[str, Any] = {
-            "base_url": base_url,
-            "username": username,
-            "password": password,
-            "token": token,
-            "refresh_token": refresh_token,
-            "tenant": tenant,
-            "scope": scope,
-            "user_agent": user_agent,
+        given = {key: value for key, value in locals().items() if key in _SETTINGS}
+        arguments = {
+            key: value
+            for key, value in given.items()
+            if not isinstance(value, NotGiven) and (value is not None or key in _NONE_MEANS)
+            and key not in ("session", "retry_policy", "paths")
         }
-        values: dict[str, Any] = {}
-        for key, value in explicit.items():
-            chosen = value if value is not None else env.get(key)
-            if chosen is not None:
-                values[key] = chosen
-        if "base_url" not in values:
-            raise ValueError("base_url is required (pass base_url= or set IRIS360_BASE_URL)")
-        values.setdefault("user_agent", DEFAULT_USER_AGENT)
-        if isinstance(timeout, NotGiven):
-            timeout = _env_number(env, "timeout", _env_timeout) if "timeout" in env else Timeout()
-        values["timeout"] = Timeout.coerce(timeout)
-        if not isinstance(timeseries_timeout, NotGiven):
-            values["timeseries_timeout"] = Timeout.coerce(timeseries_timeout)
-        if max_retries is None and "max_retries" in env:
-            max_retries = _env_number(env, "max_retries", _env_count(0))
-        if max_retries is not None:
-            values["max_retries"] = max_retries
-        if connection_limit is None and "connection_limit" in env:
-            connection_limit = _env_number(env, "connection_limit", _env_count(1))
-        if connection_limit is not None:
-            values["connection_limit"] = connection_limit
-        if paths is None:
-            env_paths = {attr: env[key] for key, attr in _ENV_PATHS.items() if key in env}
-            paths = EndpointPaths(**env_paths)
-        values["paths"] = paths
-        values["verify_ssl"] = verify_ssl
-        if isinstance(max_response_bytes, NotGiven) and "max_response_bytes" in env:
-            max_response_bytes = _env_number(env, "max_response_bytes", _env_byte_limit)
-        if not isinstance(max_response_bytes, NotGiven):
-            values["max_response_bytes"] = max_response_bytes
-        if refresh_margin is not None:
-            values["refresh_margin"] = refresh_margin
+        if profile is not None and not isinstance(profile, str):
+            raise TypeError(f"profile must be a profile name, not {type(profile).__name__}")
+        resolved = resolve_settings(arguments, environ=hooks.environ, profile=profile)
+        values = _config_values(resolved.values, paths)
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError("session must be an aiohttp.ClientSession")
         config = ClientConfig(**values)
@@ -220,26 +224,14 @@ class Iris360Client:
                 "TLS certificate verification is off for %s (verify_ssl=False)",
                 config.base_url,
             )
-
         clock: Clock = hooks.clock if hooks.clock is not None else SystemClock()
-        if retry_policy is None:
-            policy = RetryPolicy(config.max_retries)
-        elif max_retries is None:
-            policy = retry_policy
-            config = config.replace(max_retries=policy.max_retries)
-        else:
-            policy = retry_policy.replace(max_retries=config.max_retries)
+        config, policy = _retry_policy(config, retry_policy, "max_retries" in values)
         if hooks.random is not None:
             policy = policy.replace(random=hooks.random)
         tokens = TokenManager(config, clock=clock)
-        pool = HTTPPool(
-            session=session,
-            connection_limit=config.connection_limit,
-            verify_ssl=config.verify_ssl,
-        )
         transport = Transport(
             config,
-            pool=pool,
+            pool=_pool(config, session),
             tokens=tokens,
             gate=RateGate(clock),
             budget=RetryBudget(),
@@ -250,6 +242,7 @@ class Iris360Client:
         self._config = config
         self._transport = transport
         self._owner = True
+
 
     @classmethod
     def _with_hooks(
@@ -322,15 +315,25 @@ class Iris360Client:
         return tenant, scope
 
     def with_options(self, **overrides: Any) -> Iris360Client:
-        """A copy with some settings changed, sharing this client's session and connection
-        pool, token manager, retry budget and 429 gate.
+        """A copy with some settings changed; it accepts every setting of the constructor
+        (except ``profile``) and shares what those settings leave unchanged:
 
-        Allowed: ``timeout``, ``timeseries_timeout``, ``max_retries``, ``tenant``, ``scope``,
-        ``user_agent``, ``max_response_bytes``. The copy does not own the session: close the
-        original client (closing the copy does not close the shared session).
+        * request settings (``timeout``, ``timeseries_timeout``, ``max_retries``,
+          ``retry_policy``, ``tenant``, ``scope``, ``user_agent``, ``max_response_bytes``,
+          ``proxy``, the import and connector ``paths``): the copy shares the session and
+          connection pool, the tokens, the retry budget and the 429 gate;
+        * credentials (``username``/``password``, ``token``, ``refresh_token``,
+          ``refresh_margin``, the login/refresh ``paths``): a token manager of its own;
+          ``base_url`` also gives it its own 429 gate and retry budget;
+        * pool settings (``connection_limit``, ``session``, ``verify_ssl``, ``trust_env``): a
+          connection pool of its own; the copy then owns that pool's session and must be
+          closed itself (``async with``).
+
+        A copy that shares the pool does not own it: close the original client.
 
         Example:
             >>> patient = iris.with_options(timeout=300, max_retries=6)
+            >>> async with iris.with_options(connection_limit=5) as gentle: ...
         """
         unknown = set(overrides) - _WITH_OPTIONS
         if unknown:
@@ -338,16 +341,47 @@ class Iris360Client:
                 f"with_options() does not accept {', '.join(sorted(unknown))}; "
                 f"allowed: {', '.join(sorted(_WITH_OPTIONS))}"
             )
+        changes = dict(overrides)
+        session = changes.pop("session", None)
+        retry_policy = changes.pop("retry_policy", None)
+        if "username" in changes and "password" not in changes:
+            raise ValueError("with_options(username=...) needs password= too")
         for key in ("timeout", "timeseries_timeout"):
-            if key in overrides:
-                overrides[key] = Timeout.coerce(overrides[key])
-        config = self._config.replace(**overrides)
+            if key in changes:
+                changes[key] = Timeout.coerce(changes[key])
+        if "paths" in changes and not isinstance(changes["paths"], EndpointPaths):
+            raise TypeError("paths must be an EndpointPaths")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError("session must be an aiohttp.ClientSession")
+        old = self._config
+        config = old.replace(**changes)
+        transport = self._transport
+        if retry_policy is None:
+            policy = transport.policy.replace(max_retries=config.max_retries)
+        else:
+            config, policy = _retry_policy(config, retry_policy, "max_retries" in changes)
+        pool = None
+        if set(overrides) & _POOL_SETTINGS:
+            if session is None and not transport.pool.owned:
+                session = transport.pool.session  # keep the caller's session, own limits
+            pool = _pool(config, session)
+        tokens = None
+        new_login = (old.paths.login, old.paths.refresh) != (
+            config.paths.login, config.paths.refresh
+        )
+        if set(overrides) & _TOKEN_SETTINGS or new_login:
+            tokens = TokenManager(config, clock=transport.clock)
         clone = object.__new__(type(self))
-        clone._owner = False
+        clone._owner = pool is not None
         clone._closed = False
         clone._config = config
-        clone._transport = self._transport.derive(config)
+        clone._transport = transport.derive(
+            config, policy, pool=pool, tokens=tokens, own_limits="base_url" in overrides
+        )
+        if tokens is not None:
+            tokens.bind(clone._transport.auth_send)
         return clone
+
 
     def __repr__(self) -> str:
         return (

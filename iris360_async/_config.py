@@ -21,7 +21,9 @@ __all__ = [
     "NotGiven",
     "Timeout",
     "check_base_url",
+    "check_proxy",
     "check_seconds",
+    "hide_credentials",
 ]
 
 API_PREFIX = "/api/public/v1"
@@ -110,6 +112,39 @@ def check_base_url(url: object) -> str:
     return url
 
 
+def check_proxy(url: object) -> str:
+    """``url`` if it is a usable proxy URL: ``http://`` (or ``https://``) with a host and a
+    valid port; ``user:password@`` is allowed (sent as ``Proxy-Authorization``).
+
+    Raises:
+        TypeError: not a string.
+        ValueError: naming the problem (never repeating the URL).
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"proxy must be a string URL, not {type(url).__name__}")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("proxy must start with http:// or https://")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("proxy is not a valid URL (host or port)") from None
+    if not parts.hostname:
+        raise ValueError("proxy has no host")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("proxy has a port out of range (1-65535)")
+    return url
+
+
+def hide_credentials(url: str | None) -> str | None:
+    """``url`` with a ``user:password@`` part replaced by ``***@``."""
+    if url is None or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = "***@" + parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=netloc).geturl()
+
+
 @dataclass(frozen=True)
 class Timeout:
     """Timeouts in seconds; ``None`` disables one.
@@ -195,6 +230,8 @@ class ClientConfig:
     refresh_margin: float = 30.0
     verify_ssl: bool = True
     max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES
+    proxy: str | None = field(default=None, repr=False)
+    trust_env: bool = False
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url)
@@ -203,6 +240,10 @@ class ClientConfig:
                 f"verify_ssl must be True or False, not {self.verify_ssl!r} "
                 "(TLS verification is turned off only by an explicit False)"
             )
+        if self.proxy is not None:
+            check_proxy(self.proxy)
+        if self.trust_env is not True and self.trust_env is not False:
+            raise TypeError(f"trust_env must be True or False, not {self.trust_env!r}")
         limit = self.max_response_bytes
         if limit is not None and _not_int(limit):
             raise TypeError("max_response_bytes must be an integer number of bytes or None")
@@ -225,7 +266,8 @@ class ClientConfig:
             f"ClientConfig(base_url={self.base_url!r}, username={self.username!r}, "
             f"password={_secret_repr(self.password)}, token={_secret_repr(self.token)}, "
             f"refresh_token={_secret_repr(self.refresh_token)}, tenant={self.tenant!r}, "
-            f"scope={self.scope!r}, timeout={self.timeout!r}, max_retries={self.max_retries})"
+            f"scope={self.scope!r}, timeout={self.timeout!r}, max_retries={self.max_retries}, "
+            f"proxy={hide_credentials(self.proxy)!r})"
         )
 
     @property

@@ -29,6 +29,7 @@ import aiohttp
 import anyio
 import msgspec
 
+from . import _otel
 from ._auth import TokenManager
 from ._config import ClientConfig, Timeout
 from ._logging import get_logger
@@ -273,6 +274,24 @@ class TransportStats:
     logins: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What one :meth:`Transport.request` call sends, and how it is repeated."""
+
+    method: str
+    path: str
+    url: str
+    content: bytes | None
+    form: Callable[[], aiohttp.FormData] | None
+    params: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    authenticated: bool
+    retry: RetryMode
+    limits: Timeout
+    policy: RetryPolicy
+    route: str
+
+
 class _Counters:
     __slots__ = ("rate_limited", "replays", "requests", "retries")
 
@@ -290,6 +309,8 @@ class HTTPPool:
         session: a caller-owned session (never closed here), or ``None`` to create one lazily.
         connection_limit: concurrent requests (and pooled connections) at most.
         verify_ssl: whether TLS certificates are verified.
+        trust_env: a session created here takes proxies from ``HTTP_PROXY``/``HTTPS_PROXY``/
+            ``NO_PROXY`` (and credentials from ``~/.netrc``).
     """
 
     def __init__(
@@ -298,8 +319,10 @@ class HTTPPool:
         session: aiohttp.ClientSession | None,
         connection_limit: int,
         verify_ssl: bool = True,
+        trust_env: bool = False,
     ) -> None:
         self._session = session
+        self.trust_env = trust_env
         self.owned = session is None
         """Whether the session is created (and closed) here."""
         self.connection_limit = connection_limit
@@ -333,7 +356,9 @@ class HTTPPool:
                 limit_per_host=0,
                 ssl=bool(self.verify_ssl),
             )
-            session = self._session = aiohttp.ClientSession(connector=connector)
+            session = self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=self.trust_env
+            )
         return session
 
     async def aclose(self) -> None:
@@ -386,6 +411,8 @@ class Transport:
         self._extra: dict[str, Any] = {"raise_for_status": False, "allow_redirects": False}
         if not pool.verify_ssl:
             self._extra["ssl"] = False
+        if config.proxy is not None:
+            self._extra["proxy"] = config.proxy
 
     # -- accessors -------------------------------------------------------------------------
 
@@ -431,14 +458,23 @@ class Transport:
             logins=self._tokens.logins,
         )
 
-    def derive(self, config: ClientConfig, policy: RetryPolicy | None = None) -> Transport:
-        """A transport for ``config`` sharing the pool, tokens, gate, budget and counters."""
+    def derive(
+        self,
+        config: ClientConfig,
+        policy: RetryPolicy | None = None,
+        *,
+        pool: HTTPPool | None = None,
+        tokens: TokenManager | None = None,
+        own_limits: bool = False,
+    ) -> Transport:
+        """A transport for ``config`` sharing the counters, the pool and tokens unless new
+        ones are given, and the 429 gate and retry budget unless ``own_limits``."""
         return Transport(
             config,
-            pool=self._pool,
-            tokens=self._tokens,
-            gate=self._gate,
-            budget=self._budget,
+            pool=self._pool if pool is None else pool,
+            tokens=self._tokens if tokens is None else tokens,
+            gate=RateGate(self._clock) if own_limits else self._gate,
+            budget=RetryBudget() if own_limits else self._budget,
             clock=self._clock,
             policy=policy if policy is not None else self._policy.replace(
                 max_retries=config.max_retries
@@ -501,6 +537,8 @@ class Transport:
         authenticated: bool = True,
         retry: RetryMode = "read",
         timeout: Timeout | None = None,  # noqa: ASYNC109 - per-attempt aiohttp timeouts
+        policy: RetryPolicy | None = None,
+        route: str | None = None,
     ) -> RawResponse:
         """Send one API call (with its retries) and return the 2xx response.
 
@@ -516,6 +554,8 @@ class Transport:
             retry: ``"read"``, ``"write"`` or ``"never"`` (see :data:`RetryMode`).
             timeout: per-attempt timeouts and whole-call deadline (seconds); default from the
                 client configuration.
+            policy: the retry policy of this call; default: the client's.
+            route: the path template (``/connectors/out/{id}``) for traces; default ``path``.
 
         Raises:
             APIStatusError: the server answered with a non-2xx status (subclass by status).
@@ -529,70 +569,105 @@ class Transport:
             content = _ENCODER.encode(json)
         elif content is not None and form is not None:
             raise TypeError("pass only one of json=, content= or form=")
-        url = self._root + path
-        limits = self._config.timeout if timeout is None else timeout
+        call = _Call(
+            method=method,
+            path=path,
+            url=self._root + path,
+            content=content,
+            form=form,
+            params=params,
+            headers=headers,
+            authenticated=authenticated,
+            retry=retry,
+            limits=self._config.timeout if timeout is None else timeout,
+            policy=self._policy if policy is None else policy,
+            route=path if route is None else route,
+        )
+        instruments = _otel.INSTRUMENTS
+        if instruments is None:
+            return await self._call(call, None)
+        trace = instruments.request_started(method, call.route)
+        try:
+            response = await self._call(call, trace)
+        except BaseException as exc:
+            trace.finish(None, exc)
+            raise
+        trace.finish(response.status, None)
+        return response
+
+    async def _call(self, call: _Call, trace: _otel.RequestTrace | None) -> RawResponse:
+        """The attempts of one call, until a 2xx answer or an error not worth repeating."""
+        method, path, url, limits = call.method, call.path, call.url, call.limits
+        authenticated, content, form = call.authenticated, call.content, call.form
         clock = self._clock
         deadline_at = None if limits.deadline is None else clock.monotonic() + limits.deadline
         retries = replays = renewals = 0
         error: Iris360Error | None = None
-        while True:
-            await self._wait_at_gate(deadline_at, error, method, url)
-            token = await self._token() if authenticated else None
-            try:
-                response = await self._send(
-                    method,
-                    url,
-                    path,
-                    self._headers(token, content is not None, headers),
-                    content if form is None else form(),
-                    params,
-                    limits,
-                    deadline_at,
+        try:
+            while True:
+                await self._wait_at_gate(deadline_at, error, method, url)
+                token = await self._token() if authenticated else None
+                try:
+                    response = await self._send(
+                        method,
+                        url,
+                        path,
+                        self._headers(token, content is not None, call.headers),
+                        content if form is None else form(),
+                        call.params,
+                        limits,
+                        deadline_at,
+                    )
+                except APIConnectionError as exc:
+                    error = exc
+                else:
+                    status = response.status
+                    if 200 <= status < 300:
+                        self._budget.record_success()
+                        return response
+                    if status == 401 and authenticated and replays < _MAX_REPLAYS:
+                        # Replay with the token that replaced the rejected one; renew it only
+                        # when nobody has yet (single flight), at most MAX_RENEWALS times per
+                        # request.
+                        renewed = self._tokens.replacement_for(token)
+                        if renewed is None and renewals < MAX_RENEWALS:
+                            renewals += 1
+                            renewed = await self._authenticating(
+                                self._tokens.token_rejected(token)
+                            )
+                        if renewed is not None:
+                            replays += 1
+                            self._counters.replays += 1
+                            continue
+                    error = self._refusal(response, token, call)
+                decision = decide_retry(
+                    error,
+                    attempt=retries,
+                    mode=call.retry,
+                    policy=call.policy,
+                    now=clock.monotonic(),
+                    epoch=clock.time(),
+                    deadline_at=deadline_at,
+                    gate_remaining=self._gate.remaining(),
+                    budget_ok=self._budget.can_retry,
+                    authenticated=authenticated,
                 )
-            except APIConnectionError as exc:
-                error = exc
-            else:
-                status = response.status
-                if 200 <= status < 300:
-                    self._budget.record_success()
-                    return response
-                if status == 401 and authenticated and replays < _MAX_REPLAYS:
-                    # Replay with the token that replaced the rejected one; renew it only when
-                    # nobody has yet (single flight), at most MAX_RENEWALS times per request.
-                    renewed = self._tokens.replacement_for(token)
-                    if renewed is None and renewals < MAX_RENEWALS:
-                        renewals += 1
-                        renewed = await self._authenticating(self._tokens.token_rejected(token))
-                    if renewed is not None:
-                        replays += 1
-                        self._counters.replays += 1
-                        continue
-                error = self._refusal(response, token, authenticated)
-            decision = decide_retry(
-                error,
-                attempt=retries,
-                mode=retry,
-                policy=self._policy,
-                now=clock.monotonic(),
-                epoch=clock.time(),
-                deadline_at=deadline_at,
-                gate_remaining=self._gate.remaining(),
-                budget_ok=self._budget.can_retry,
-                authenticated=authenticated,
-            )
-            if not decision.retry:
-                raise error
-            self._budget.try_acquire()
-            retries += 1
-            self._counters.retries += 1
-            if _log.isEnabledFor(_DEBUG):
-                _log.debug(
-                    "%s %s: retry %d after %s (%s, %.3f s)",
-                    method, self._prefix + path, retries, type(error).__name__,
-                    decision.reason, decision.delay,
-                )
-            if decision.delay > 0:
-                await clock.sleep(decision.delay)
+                if not decision.retry:
+                    raise error
+                self._budget.try_acquire()
+                retries += 1
+                self._counters.retries += 1
+                if _log.isEnabledFor(_DEBUG):
+                    _log.debug(
+                        "%s %s: retry %d after %s (%s, %.3f s)",
+                        method, self._prefix + path, retries, type(error).__name__,
+                        decision.reason, decision.delay,
+                    )
+                if decision.delay > 0:
+                    await clock.sleep(decision.delay)
+        finally:
+            if trace is not None:
+                trace.retries, trace.replays = retries, replays
 
     # -- the steps of one attempt -----------------------------------------------------------
 
@@ -627,19 +702,19 @@ class Transport:
             headers.update(extra)
         return headers
 
-    def _refusal(
-        self, response: RawResponse, token: str | None, authenticated: bool
-    ) -> APIStatusError:
+    def _refusal(self, response: RawResponse, token: str | None, call: _Call) -> APIStatusError:
         """The error for a non-2xx answer; a 429 closes the client's gate (see
         :func:`~iris360_async._retry.gate_hold`)."""
         error = status_error(response, now=self._clock.time(), secrets=self._secrets(token))
-        if response.status == 401 and authenticated and not self._tokens.can_renew:
+        if response.status == 401 and call.authenticated and not self._tokens.can_renew:
             # the token was refused and no new one can be had: the request is refused for
             # want of a token, like a failed login
             error.while_authenticating = True
         if response.status == 429:
             self._counters.rate_limited += 1
-            hold = gate_hold(error, policy=self._policy, authenticated=authenticated)
+            if _otel.INSTRUMENTS is not None:
+                _otel.INSTRUMENTS.rate_limited(call.method, call.route)
+            hold = gate_hold(error, policy=call.policy, authenticated=call.authenticated)
             if hold is not None:
                 self._gate.close_for(hold)  # every request of the client waits, not only us
         return error

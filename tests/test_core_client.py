@@ -293,12 +293,14 @@ async def test_with_options_shares_session_tokens_gate_and_budget(base_url: str)
     assert patient.closed
 
 
-def test_with_options_rejects_unknown_or_shared_settings() -> None:
-    iris = Iris360Client("http://h", token="t")
-    with pytest.raises(TypeError, match="base_url"):
-        iris.with_options(base_url="http://other")
-    with pytest.raises(TypeError, match="password"):
-        iris.with_options(password="x")
+def test_with_options_rejects_unknown_settings() -> None:
+    iris = Iris360Client._with_hooks("http://h", token="t", environ={})
+    with pytest.raises(TypeError, match="bogus"):
+        iris.with_options(bogus=1)
+    with pytest.raises(TypeError, match="profile"):
+        iris.with_options(profile="prod")  # a profile is read when a client is built
+    with pytest.raises(ValueError, match="password"):
+        iris.with_options(username="other@example.com")  # never with the old password
 
 
 def test_repr_shows_only_base_url_tenant_scope() -> None:

@@ -39,6 +39,8 @@ from ..models.bulk import (
     CommandReport,
     CommandStatus,
     ProgressStats,
+    estimate_eta,
+    input_total,
 )
 from .classify import BulkItem, classify_chunk, classify_exception, not_sent
 from .intake import Intake, check_input
@@ -77,7 +79,7 @@ class _Ledger:
     """Where outcomes settle: the report, the journal, the failure budget and progress."""
 
     __slots__ = ("_clock", "_failures", "_last", "_options", "journal", "keep", "report",
-                 "settled", "started")
+                 "settled", "started", "total")
 
     def __init__(self, options: JobOptions, clock: Clock) -> None:
         self._options = options
@@ -88,6 +90,7 @@ class _Ledger:
         self.settled = 0
         self._failures = 0
         self.started = self._last = 0.0
+        self.total: int | None = None  # the input's length, when known (progress ETA)
 
     def open_journal(self, commands: Mapping[str, Any], target: JournalTarget | None) -> None:
         """Open and lock the job's journal, when it has one."""
@@ -155,6 +158,8 @@ class _Ledger:
                 stopped_reason=stopped,
                 limit=limit,
                 latency=latency,
+                total=self.total,
+                eta=estimate_eta(self.total, self.settled, elapsed, final),
             )
         )
         if inspect.isawaitable(result):
@@ -287,6 +292,7 @@ class CommandDispatcher:
         self._used = True
         check_input(serials)
         opts = self.options
+        self._ledger.total = input_total(serials, opts.total)
         self._ledger.open_journal(self._commands, self._journal_target)
 
         async def emit(outcomes: list[CommandOutcome]) -> None:

@@ -48,6 +48,7 @@ async def send_commands(
     on_progress: ProgressCallback | None = None,
     progress_interval: float = 0.1,
     on_cancel: CancelCallback | None = None,
+    total: int | None = None,
     clock: Clock | None = None,
     journal_target: JournalTarget | None = None,
 ) -> CommandReport:
@@ -86,6 +87,7 @@ def stream_commands(
     on_progress: ProgressCallback | None = None,
     progress_interval: float = 0.1,
     on_cancel: CancelCallback | None = None,
+    total: int | None = None,
     clock: Clock | None = None,
     journal_target: JournalTarget | None = None,
 ) -> AsyncGenerator[CommandOutcome, None]:

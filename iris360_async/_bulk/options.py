@@ -124,6 +124,8 @@ class JobOptions:
             stops the job and is raised.
         progress_interval: seconds between progress calls.
         on_cancel: ``callback(report)`` with the partial report when the job is cancelled.
+        total: how many serials the input holds, when it is not a list or tuple (a file, a
+            generator): progress then shows ``total`` and an ``eta``.
 
     Raises:
         TypeError, ValueError: an option out of range (at construction).
@@ -147,6 +149,7 @@ class JobOptions:
     on_progress: ProgressCallback | None = None
     progress_interval: float = 0.1
     on_cancel: CancelCallback | None = None
+    total: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("chunk_size", self.chunk_size, 1)
@@ -169,6 +172,8 @@ class JobOptions:
             raise ValueError("max_failures must be >= 1")
         if self.progress_interval < 0:
             raise ValueError("progress_interval must be >= 0 seconds")
+        if self.total is not None:
+            _check_int("total", self.total, 0)
         object.__setattr__(self, "resend", resend_statuses(self.resend))
 
     @property

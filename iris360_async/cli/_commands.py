@@ -37,7 +37,7 @@ class Context:
     def needs_connection(self) -> bool:
         """Whether the command talks to a server (``demo``, ``emulator`` and dry runs do
         not)."""
-        return self.args.command not in ("demo", "emulator") and not getattr(
+        return self.args.command not in ("demo", "emulator", "config.show") and not getattr(
             self.args, "dry_run", False
         )
 
@@ -76,6 +76,7 @@ class Context:
         }
         timeout = settings.client_timeout(self.args.command)
         options["timeout"] = options["timeseries_timeout"] = timeout
+        options.update(settings.client_options)
         async with Iris360Client(settings.base_url, **options) as client:
             yield client
 
@@ -154,6 +155,10 @@ async def dispatch(ctx: Context, interrupt: Interrupt) -> int:
         from ._send import send_commands
 
         return await send_commands(ctx, interrupt)
+    if command == "config.show":
+        from ._config_command import config_show
+
+        return config_show(ctx)
     from . import _read
 
     handlers = {

@@ -18,7 +18,7 @@ __all__ = [
     "why_not",
 ]
 
-CONNECTION_OPTIONS = ("--base-url", "--username", "--token", "--timeout")
+CONNECTION_OPTIONS = ("--profile", "--base-url", "--username", "--token", "--timeout")
 TENANCY_OPTIONS = ("--tenant", "--scope")
 GLOBAL_OPTIONS = (*CONNECTION_OPTIONS, *TENANCY_OPTIONS, "--format", "--debug")
 _LISTS_ALL = (*CONNECTION_OPTIONS, "--format", "--debug")
@@ -34,6 +34,7 @@ GLOBAL_OPTIONS_USED: dict[str, tuple[str, ...]] = {
     "timeseries.get": GLOBAL_OPTIONS,
     "connectors.list": _LISTS_ALL,
     "connectors.get": _LISTS_ALL,
+    "config.show": GLOBAL_OPTIONS,
 }
 """The global options each command uses; it neither shows nor accepts the others."""
 
@@ -71,6 +72,11 @@ def unused_global_option(args: argparse.Namespace) -> str | None:
 
 
 _OPTIONS: dict[str, dict[str, Any]] = {
+    "--profile": {
+        "metavar": "NAME",
+        "help": "profile of the config file (~/.config/iris360/config.toml) to take settings "
+        "from, env IRIS360_PROFILE; flags and IRIS360_* variables win over it",
+    },
     "--base-url": {"metavar": "URL", "help": "server URL (scheme and host), env IRIS360_BASE_URL"},
     "--username": {
         "metavar": "NAME",

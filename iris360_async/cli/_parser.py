@@ -167,8 +167,34 @@ def build_parser() -> Parser:
     _add_entities(sub)
     _add_timeseries(sub)
     _add_connectors(sub)
+    _add_config(sub)
     _add_completion(sub)
     return parser
+
+
+def _add_config(sub: Any) -> None:
+    config = sub.add_parser(
+        "config",
+        help="show the resolved connection settings",
+        description="Configuration: flags, IRIS360_* variables and the profiles of "
+        "~/.config/iris360/config.toml.",
+        formatter_class=_Formatter,
+    )
+    csub = config.add_subparsers(title="commands", metavar="COMMAND", dest="action")
+    _leaf(
+        csub,
+        "show",
+        command="config.show",
+        help="print every setting, its value and where it came from",
+        description="Print the settings a command would use, each with where it came from "
+        "(a flag, an IRIS360_* variable, a profile or the default). Secrets are shown as "
+        "***; a password_command is not run.",
+        epilog="""\
+examples:
+  iris360 config show
+  iris360 --profile staging config show --format json
+""",
+    )
 
 
 def _add_completion(sub: Any) -> None:

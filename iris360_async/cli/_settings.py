@@ -1,13 +1,16 @@
 """Connection settings of the command line: flags first, then ``IRIS360_*`` variables, then
-a hidden password prompt."""
+the profile (``--profile``/``IRIS360_PROFILE``) of the config file, then a hidden password
+prompt."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from .._config import Timeout, settings_from_env
+from .._config import EndpointPaths, Timeout, settings_from_env
+from .._profiles import Profile, load_profile, resolve_settings, run_password_command
 from ._errors import CliError
 
 __all__ = ["DEFAULT_TIMEOUTS", "ConnectionSettings", "resolve_connection"]
@@ -30,7 +33,11 @@ class ConnectionSettings:
     scope: str | None = None
     timeout: float | None = None
     timeout_source: str | None = None
-    """Where ``timeout`` came from: ``"--timeout"`` or ``"IRIS360_TIMEOUT"``."""
+    """Where ``timeout`` came from: ``"--timeout"``, ``"IRIS360_TIMEOUT"`` or
+    ``"profile NAME (PATH)"``."""
+    client_options: dict[str, Any] = field(default_factory=dict)
+    """Further client settings from ``IRIS360_*`` variables or the profile (``proxy``,
+    ``max_retries``, ``connection_limit`` …)."""
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
@@ -55,6 +62,8 @@ class ConnectionSettings:
             return "the default"
         if self.timeout_source == "IRIS360_TIMEOUT":
             return f"IRIS360_TIMEOUT={self.timeout:g}"
+        if self.timeout_source is not None and self.timeout_source.startswith("profile "):
+            return f"timeout = {self.timeout:g} in {self.timeout_source}"
         return f"--timeout {self.timeout:g}"
 
 
@@ -78,24 +87,32 @@ def resolve_connection(
         CliError: no server URL, no credentials, or a bad ``IRIS360_TIMEOUT``.
     """
     env = settings_from_env(environ)
+    try:
+        profile = load_profile(getattr(args, "profile", None), environ)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    layer = profile.values if profile is not None else {}
 
     def pick(name: str) -> str | None:
         value = getattr(args, name, None)
         if value is not None and value != "":
             return str(value)
-        return env.get(name)
+        found = env.get(name, layer.get(name))
+        return found if isinstance(found, str) else None
 
     base_url = pick("base_url")
     if base_url is None:
         raise CliError(
-            "no server: pass --base-url or set IRIS360_BASE_URL "
-            "(or try 'iris360 demo', which needs none)"
+            "no server: pass --base-url, set IRIS360_BASE_URL or choose a profile with "
+            "--profile (or try 'iris360 demo', which needs none)"
         )
     if not base_url.startswith(("http://", "https://")):
         raise CliError(f"--base-url must start with http:// or https:// (got {base_url!r})")
     username = pick("username")
     token = pick("token")
-    password = env.get("password")
+    password = env.get("password", layer.get("password"))
+    if username is not None and password is None and profile is not None:
+        password = _password_from_command(profile)
     if username is not None and password is None and token is None:
         if not interactive:
             raise CliError(
@@ -124,6 +141,10 @@ def resolve_connection(
             raise CliError(f"IRIS360_TIMEOUT is not a number: {env['timeout']!r}") from None
         if timeout <= 0:
             raise CliError("IRIS360_TIMEOUT must be > 0 seconds")
+    profile_timeout = layer.get("timeout")
+    if timeout is None and isinstance(profile_timeout, Timeout) and profile_timeout.total:
+        assert profile is not None
+        timeout, source = profile_timeout.total, profile.origin
     return ConnectionSettings(
         base_url=base_url,
         username=username,
@@ -133,4 +154,40 @@ def resolve_connection(
         scope=pick("scope"),
         timeout=timeout,
         timeout_source=source,
+        client_options=_client_options(environ, profile),
     )
+
+
+_CLIENT_OPTIONS = (
+    "max_retries", "connection_limit", "user_agent", "max_response_bytes", "refresh_margin",
+    "proxy", "trust_env", "verify_ssl",
+)
+_PATHS = {
+    "login_path": "login",
+    "refresh_path": "refresh",
+    "import_file_path": "import_file",
+    "connector_models_path": "connector_models",
+}
+
+
+def _password_from_command(profile: Profile) -> str | None:
+    if "password_command" not in profile.values:
+        return None
+    try:
+        return run_password_command(profile)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _client_options(environ: Mapping[str, str], profile: Profile | None) -> dict[str, Any]:
+    """The client settings besides connection, tenancy and timeouts: from ``IRIS360_*``
+    variables, else the profile."""
+    try:
+        values = resolve_settings({}, environ=environ, profile=profile, run_commands=False).values
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    options = {key: values[key] for key in _CLIENT_OPTIONS if key in values}
+    paths = {attr: values[key] for key, attr in _PATHS.items() if key in values}
+    if paths:
+        options["paths"] = EndpointPaths(**paths)
+    return options

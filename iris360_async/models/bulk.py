@@ -98,6 +98,10 @@ class ProgressStats(msgspec.Struct, frozen=True):
             ``concurrency="auto"``, the fixed ``concurrency`` otherwise.
         latency: smoothed latency of recent answered requests (seconds, on the job's clock;
             ``None`` before the first answer).
+        total: serials in the input, when known (``len()`` of a list or tuple, or the
+            ``total=`` hint of the job); ``None`` otherwise.
+        eta: estimated seconds until every serial of ``total`` is settled, at the rate so far
+            (``None`` without a total or before the first outcome; 0 when done).
     """
 
     elapsed: float
@@ -111,6 +115,27 @@ class ProgressStats(msgspec.Struct, frozen=True):
     stopped_reason: str | None = None
     limit: int | None = None
     latency: float | None = None
+    # -- known input length (total) and the time left it allows (eta) --
+    total: int | None = None
+    eta: float | None = None
+
+
+def input_total(serials: object, hint: int | None) -> int | None:
+    """The ``total`` of a job's progress: ``hint`` if given, else ``len(serials)`` for a list
+    or tuple (other inputs are read as they come and may be unbounded)."""
+    if hint is not None:
+        return hint
+    return len(serials) if isinstance(serials, (list, tuple)) else None
+
+
+def estimate_eta(total: int | None, settled: int, elapsed: float, done: bool) -> float | None:
+    """Seconds left to settle ``total`` serials at the rate so far (see
+    :attr:`ProgressStats.eta`)."""
+    if done:
+        return 0.0
+    if total is None or settled <= 0 or elapsed <= 0:
+        return None
+    return max(total - settled, 0) * elapsed / settled
 
 
 class CommandReport:

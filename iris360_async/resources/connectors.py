@@ -8,7 +8,9 @@ from urllib.parse import quote
 
 import msgspec
 
+from .._config import NOT_GIVEN, NotGiven, Timeout
 from .._pagination import AsyncPaginator, FetchPage
+from .._retry import RetryPolicy
 from .._validation import validate_page_size
 from ..models.common import Page
 from ..models.connectors import (
@@ -69,10 +71,19 @@ class OutConnectorsResource(APIResource):
     and the models update (``PUT``, path ``config.paths.connector_models``)."""
 
     def page_fetcher(
-        self, *, order_by: str = "id", descending: bool = False, search: str | None = None
+        self,
+        *,
+        order_by: str = "id",
+        descending: bool = False,
+        search: str | None = None,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> FetchPage[SimpleOutConnector]:
         """The ``fetch(page, page_size) -> Page[SimpleOutConnector]`` callable
-        :meth:`paginate` uses. Arguments are checked here, before any request."""
+        :meth:`paginate` uses. Arguments (``timeout``, ``max_retries`` and ``retry_policy``
+        as in :meth:`paginate`) are checked here, before any request."""
+        options = self._options(timeout, max_retries, retry_policy)
         if not isinstance(order_by, str) or not order_by:
             raise ValueError("order_by must be a non-empty string")
         if not isinstance(descending, bool):
@@ -89,7 +100,9 @@ class OutConnectorsResource(APIResource):
                 orderDirection=descending,
                 search=msgspec.UNSET if search is None else search,
             )
-            response = await transport.request("POST", PAGINATE_PATH, json=body, retry="read")
+            response = await transport.request(
+                "POST", PAGINATE_PATH, json=body, retry="read", **options
+            )
             raw = decode_response(response, _CONNECTOR_PAGE.decode, "Page[SimpleOutConnector]")
             count = raw.count
             if count is None:
@@ -111,6 +124,9 @@ class OutConnectorsResource(APIResource):
         start_page: int = 1,
         max_items: int | None = None,
         prefetch: int = 4,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AsyncPaginator[SimpleOutConnector]:
         """Every outbound connector the user may read.
 
@@ -123,21 +139,50 @@ class OutConnectorsResource(APIResource):
             start_page: 1-based page to start at.
             max_items: stop after this many connectors.
             prefetch: page requests kept in flight.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
         """
         size = validate_page_size(page_size)
-        fetch = self.page_fetcher(order_by=order_by, descending=descending, search=search)
+        fetch = self.page_fetcher(
+            order_by=order_by,
+            descending=descending,
+            search=search,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_policy=retry_policy,
+        )
         return AsyncPaginator(
             fetch, page_size=size, start_page=start_page, max_items=max_items, prefetch=prefetch
         )
 
-    async def get(self, id: int | str) -> OutConnector:
+    async def get(
+        self,
+        id: int | str,
+        *,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> OutConnector:
         """One connector with its type-specific configuration.
+
+        Args:
+            id: the connector's id.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
+
 
         Example:
             >>> conn = await iris.connectors.out.get(7)
         """
         path = CONNECTOR_PATH.format(id=_connector_id(id))
-        response = await self._transport.request("GET", path, retry="read")
+        options = self._options(timeout, max_retries, retry_policy)
+        response = await self._transport.request(
+            "GET", path, retry="read", route=CONNECTOR_PATH, **options
+        )
         return decode_response(response, _OUT_CONNECTOR.decode, "OutConnector")
 
     async def update_models(
@@ -147,6 +192,9 @@ class OutConnectorsResource(APIResource):
         entities: Sequence[int] | None = None,
         devices: Sequence[int] | None = None,
         mapping_schemas: Sequence[int] | None = None,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> OutConnector | JSONValue:
         """Link a connector with entities, devices and mapping schemas (by numeric id).
 
@@ -154,6 +202,16 @@ class OutConnectorsResource(APIResource):
         or extend the current links is not documented. The path is
         ``config.paths.connector_models`` (default ``/connectors/out/{id}/models``). Not
         repeated automatically unless the server provably did not act.
+
+        Args:
+            id: the connector's id.
+            entities: entity ids.
+            devices: device ids.
+            mapping_schemas: mapping schema ids.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
 
         Returns:
             The updated :class:`~iris360_async.models.OutConnector` when the server answers
@@ -169,8 +227,12 @@ class OutConnectorsResource(APIResource):
             devices=_id_list("devices", devices),
             mapping_schemas=_id_list("mapping_schemas", mapping_schemas),
         )
-        path = self._config.paths.connector_models.format(id=_connector_id(id))
-        response = await self._transport.request("PUT", path, json=body, retry="write")
+        template = self._config.paths.connector_models
+        options = self._options(timeout, max_retries, retry_policy)
+        response = await self._transport.request(
+            "PUT", template.format(id=_connector_id(id)), json=body, retry="write",
+            route=template, **options,
+        )
         content = response.content
         if not content.strip():
             return None

@@ -21,11 +21,14 @@ import aiohttp
 import anyio
 import msgspec
 
+from .. import _otel
 from .._bulk import CancelCallback, CommandDispatcher, JobOptions, ProgressCallback
 from .._bulk.journal import JournalTarget
 from .._bulk.options import DEFAULT_MAX_CONCURRENCY, Concurrency
 from .._bulk.pacer import AnsweredItems
+from .._config import NOT_GIVEN, NotGiven, Timeout
 from .._pagination import AsyncPaginator, FetchPage
+from .._retry import RetryPolicy
 from .._validation import (
     validate_commands,
     validate_page_size,
@@ -135,11 +138,16 @@ class DevicesResource(APIResource):
         descending: bool = False,
         search: str | None = None,
         realtime_properties: Sequence[str] | None = None,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> FetchPage[Device]:
         """The ``fetch(page, page_size) -> Page[Device]`` callable :meth:`paginate` uses.
 
-        Arguments are checked here, before any request.
+        Arguments (``timeout``, ``max_retries`` and ``retry_policy`` as in :meth:`paginate`) are
+        checked here, before any request.
         """
+        options = self._options(timeout, max_retries, retry_policy)
         column = _device_order_column(order_by)
         if not isinstance(descending, bool):
             raise TypeError("descending must be a bool")
@@ -163,7 +171,9 @@ class DevicesResource(APIResource):
                 search=search_value,
                 realtimeProperties=realtime,
             )
-            response = await transport.request("POST", PAGINATE_PATH, json=body, retry="read")
+            response = await transport.request(
+                "POST", PAGINATE_PATH, json=body, retry="read", **options
+            )
             return decode_response(response, _DEVICE_PAGE.decode, "Page[Device]")
 
         return fetch
@@ -179,6 +189,9 @@ class DevicesResource(APIResource):
         start_page: int = 1,
         max_items: int | None = None,
         prefetch: int = 4,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AsyncPaginator[Device]:
         """Every device the user may list, as :class:`~iris360_async.models.Device` structs.
 
@@ -193,6 +206,10 @@ class DevicesResource(APIResource):
             start_page: 1-based page to start at (resume with ``paginator.next_page``).
             max_items: stop after this many devices.
             prefetch: page requests kept in flight.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
 
         Example:
             >>> async for device in iris.devices.paginate(page_size=500):
@@ -204,6 +221,9 @@ class DevicesResource(APIResource):
             descending=descending,
             search=search,
             realtime_properties=realtime_properties,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_policy=retry_policy,
         )
         return AsyncPaginator(
             fetch, page_size=size, start_page=start_page, max_items=max_items, prefetch=prefetch
@@ -212,7 +232,13 @@ class DevicesResource(APIResource):
     # -- commands -----------------------------------------------------------------------------
 
     async def send_commands_bulk(
-        self, serials: Sequence[str], commands: Mapping[str, Any]
+        self,
+        serials: Sequence[str],
+        commands: Mapping[str, Any],
+        *,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> list[BulkCommandItemResult]:
         """One raw ``sendCommandsBulk`` call: ``commands`` to every serial.
 
@@ -224,23 +250,39 @@ class DevicesResource(APIResource):
         Args:
             serials: device serials (a list, not a single string).
             commands: command name -> value, e.g. ``{"w_ota": True}``.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
 
         Raises:
             TypeError, ValueError: bad arguments (nothing is sent).
         """
         items = validate_serials(serials)
         checked = validate_commands(commands)
-        return await self.bulk_sender(checked)(items)
+        sender = self.bulk_sender(
+            checked, timeout=timeout, max_retries=max_retries, retry_policy=retry_policy
+        )
+        return await sender(items)
 
-    def bulk_sender(self, commands: Mapping[str, Any]) -> BulkSender:
+    def bulk_sender(
+        self,
+        commands: Mapping[str, Any],
+        *,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> BulkSender:
         """A ``send(serials)`` callable for one command set (what the bulk engine calls).
 
         ``commands`` is checked and encoded once; each call only encodes the serials. The
-        serials themselves are not checked by the callable.
+        serials themselves are not checked by the callable. ``timeout``, ``max_retries`` and
+        ``retry_policy`` apply to each request, as in :meth:`send_commands_bulk`.
 
         Raises:
-            TypeError, ValueError: bad ``commands``.
+            TypeError, ValueError: bad ``commands`` or call options.
         """
+        options = self._options(timeout, max_retries, retry_policy)
         prefix, tail = _bulk_prefix_and_tail(validate_commands(commands))
         request = self._transport.request
         encode = _ENCODER.encode
@@ -248,7 +290,7 @@ class DevicesResource(APIResource):
         async def send(serials: list[str]) -> list[BulkCommandItemResult]:
             response = await request(
                 "POST", SEND_COMMANDS_BULK_PATH, content=prefix + encode(serials) + tail,
-                retry="write",
+                retry="write", **options,
             )
             items = decode_response(
                 response, _decode_bulk_results, "list[BulkCommandItemResult]"
@@ -257,11 +299,24 @@ class DevicesResource(APIResource):
 
         return send
 
-    def _dispatcher(self, commands: Mapping[str, Any], options: JobOptions) -> CommandDispatcher:
+    def _dispatcher(
+        self, commands: Mapping[str, Any], options: JobOptions, call: Mapping[str, Any]
+    ) -> CommandDispatcher:
         checked = validate_commands(commands)
         config = self._config
         target = JournalTarget.of(config.base_url, config.tenant, config.scope)
-        return CommandDispatcher(self.bulk_sender(checked), checked, options, journal_target=target)
+        sender = self.bulk_sender(checked, **call)
+        return CommandDispatcher(sender, checked, options, journal_target=target)
+
+    def _job_trace(self, options: JobOptions) -> _otel.BulkTrace | None:
+        instruments = _otel.INSTRUMENTS
+        if instruments is None:
+            return None
+        attributes = {
+            "iris360.bulk.chunk_size": options.chunk_size,
+            "iris360.bulk.concurrency": str(options.concurrency),
+        }
+        return instruments.job_started(attributes, self._transport.tokens.refreshes)
 
     async def send_commands(
         self,
@@ -286,6 +341,10 @@ class DevicesResource(APIResource):
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
+        total: int | None = None,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> CommandReport:
         """Send ``commands`` to every serial: chunked, concurrent, one outcome per serial.
 
@@ -296,7 +355,10 @@ class DevicesResource(APIResource):
         of :class:`iris360_async._bulk.JobOptions`: ``chunk_size`` serials per request,
         ``concurrency`` requests in flight, ``journal`` (a JSON-lines file making the job
         resumable without sending any command twice), ``deadline`` and ``deadline_grace`` in
-        seconds, ``max_failures``, ``on_progress`` ….
+        seconds, ``max_failures``, ``on_progress`` …, and ``total`` (how many serials a file or
+        generator holds, so progress has a ``total`` and an ``eta``; a list or tuple is
+        counted by itself). ``timeout``, ``max_retries`` and
+        ``retry_policy`` apply to each request of the job (see :meth:`send_commands_bulk`).
 
         Raises:
             TypeError, ValueError: bad ``commands`` or options (nothing is sent).
@@ -307,7 +369,21 @@ class DevicesResource(APIResource):
             >>> report.counts["sent"]
         """
         options = JobOptions.from_arguments(locals())
-        return await self._dispatcher(commands, options).run(serials)
+        call = {"timeout": timeout, "max_retries": max_retries, "retry_policy": retry_policy}
+        dispatcher = self._dispatcher(commands, options, call)
+        job = self._job_trace(options)
+        if job is None:
+            return await dispatcher.run(serials)
+        token = job.attach()
+        try:
+            report = await dispatcher.run(serials)
+        except BaseException as exc:
+            job.finish(dispatcher.report, self._transport.tokens.refreshes, exc)
+            raise
+        finally:
+            job.detach(token)
+        job.finish(report, self._transport.tokens.refreshes, None)
+        return report
 
     def stream_commands(
         self,
@@ -332,17 +408,30 @@ class DevicesResource(APIResource):
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
+        total: int | None = None,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AsyncGenerator[CommandOutcome, None]:
         """Like :meth:`send_commands`, yielding each serial's outcome as its chunk settles.
 
-        ``commands`` and the options are checked at once, before anything is sent.
+        ``commands`` and the options (``timeout``, ``max_retries`` and ``retry_policy`` for
+        each request included) are checked at once, before anything is sent.
 
         Example:
             >>> async for outcome in iris.devices.stream_commands(serials, {"w_ota": True}):
             ...     print(outcome.serial, outcome.status)
         """
         options = JobOptions.from_arguments(locals())
-        return self._dispatcher(commands, options).stream(serials)
+        call = {"timeout": timeout, "max_retries": max_retries, "retry_policy": retry_policy}
+        dispatcher = self._dispatcher(commands, options, call)
+        job = self._job_trace(options)
+        if job is None:
+            return dispatcher.stream(serials)
+        tokens = self._transport.tokens
+        return _otel.traced_stream(
+            dispatcher.stream(serials), job, dispatcher.report, lambda: tokens.refreshes
+        )
 
     # -- import -------------------------------------------------------------------------------
 
@@ -352,6 +441,9 @@ class DevicesResource(APIResource):
         *,
         filename: str | None = None,
         content_type: str = "text/csv",
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> ImportResult:
         """Upload a device file (multipart, part ``file``) to ``config.paths.import_file``.
 
@@ -363,7 +455,12 @@ class DevicesResource(APIResource):
             file: a path, the file's bytes or an open binary file (read completely, once).
             filename: name sent with the part (default: the path's name, else ``import.csv``).
             content_type: the part's content type.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
         """
+        options = self._options(timeout, max_retries, retry_policy)
         data, default_name = await _read_file(file)
         name = filename if filename is not None else default_name
         if not isinstance(name, str) or not name:
@@ -377,7 +474,7 @@ class DevicesResource(APIResource):
             return fd
 
         response = await self._transport.request(
-            "POST", self._config.paths.import_file, form=form, retry="write"
+            "POST", self._config.paths.import_file, form=form, retry="write", **options
         )
         return _import_result(response.status, response.content)
 

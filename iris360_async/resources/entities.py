@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 import msgspec
 
+from .._config import NOT_GIVEN, NotGiven, Timeout
 from .._pagination import AsyncPaginator, FetchPage
+from .._retry import RetryPolicy
 from .._validation import (
     join_list_filter,
     query_bool,
@@ -50,13 +52,18 @@ class EntitiesResource(APIResource):
         tenant: str | None = None,
         scope: str | None = None,
         search: str | None = None,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> FetchPage[Entity]:
         """The ``fetch(page, page_size) -> Page[Entity]`` callable :meth:`paginate` uses.
 
         ``tenant``/``scope`` default to the client's; when neither the call nor the client
         gives them they are not sent (the server then lists every entity the user may read).
-        Arguments are checked here, before any request.
+        Arguments (``timeout``, ``max_retries`` and ``retry_policy`` as in :meth:`paginate`) are
+        checked here, before any request.
         """
+        options = self._options(timeout, max_retries, retry_policy)
         tenant = tenant if tenant is not None else self._config.tenant
         scope = scope if scope is not None else self._config.scope
         validate_tenant_scope(tenant, scope)
@@ -77,7 +84,9 @@ class EntitiesResource(APIResource):
                 scope=unset if scope is None else scope,
                 types=unset if types_value is None else types_value,
             )
-            response = await transport.request("POST", PAGINATE_PATH, json=body, retry="read")
+            response = await transport.request(
+                "POST", PAGINATE_PATH, json=body, retry="read", **options
+            )
             return decode_response(response, _ENTITY_PAGE.decode, "Page[Entity]")
 
         return fetch
@@ -93,6 +102,9 @@ class EntitiesResource(APIResource):
         start_page: int = 1,
         max_items: int | None = None,
         prefetch: int = 4,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AsyncPaginator[Entity]:
         """Every entity the user may read, as :class:`~iris360_async.models.Entity` structs
         (ordered by entity id; the server ignores other orderings).
@@ -106,13 +118,25 @@ class EntitiesResource(APIResource):
             start_page: 1-based page to start at.
             max_items: stop after this many entities.
             prefetch: page requests kept in flight.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
 
         Example:
             >>> async for entity in iris.entities.paginate(types=["AirQualityObserved"]):
             ...     print(entity.urn)
         """
         size = validate_page_size(page_size)
-        fetch = self.page_fetcher(types=types, tenant=tenant, scope=scope, search=search)
+        fetch = self.page_fetcher(
+            types=types,
+            tenant=tenant,
+            scope=scope,
+            search=search,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_policy=retry_policy,
+        )
         return AsyncPaginator(
             fetch, page_size=size, start_page=start_page, max_items=max_items, prefetch=prefetch
         )
@@ -132,6 +156,9 @@ class EntitiesResource(APIResource):
         last_sent: bool | None = None,
         only_available_commands: bool | None = None,
         only_pending_commands: bool | None = None,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> LatestAttributes:
         """The latest value of every attribute of one entity (no history).
 
@@ -148,6 +175,10 @@ class EntitiesResource(APIResource):
             last_sent: only the most recent relationship values.
             only_available_commands: only commands the entity accepts now.
             only_pending_commands: only commands waiting for confirmation.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
 
         Returns:
             :class:`~iris360_async.models.EntityProperty`,
@@ -166,6 +197,7 @@ class EntitiesResource(APIResource):
             >>> commands = await iris.entities.latest("urn:ngsi-ld:Device:D1", attr_types="Command")
         """
         validate_urn(urn)
+        options = self._options(timeout, max_retries, retry_policy)
         tenant_value, scope_value = self._client.require_tenant_scope(tenant, scope)
         params: dict[str, str] = {}
         if attr_types is not None:
@@ -203,6 +235,8 @@ class EntitiesResource(APIResource):
             params=params or None,
             headers={"tenant": tenant_value, "scope": scope_value},
             retry="read",
+            route=LATEST_PATH,
+            **options,
         )
         attributes = decode_response(response, decode_attributes, "list[EntityAttribute]")
         return LatestAttributes(attributes)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
 
+from .._config import NOT_GIVEN, NotGiven, Timeout
+from .._retry import RetryPolicy
 from .._timeseries_query import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
@@ -96,7 +99,14 @@ class TimeseriesResource(APIResource):
             prepared.append(request)
         return prepared
 
-    async def get(self, requests: Sequence[TimeSeriesRequest]) -> list[TimeSeriesResponse]:
+    async def get(
+        self,
+        requests: Sequence[TimeSeriesRequest],
+        *,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> list[TimeSeriesResponse]:
         """Run time-series requests in one call; one response per request, same order.
 
         Each request is evaluated for every (device, measure) pair; ``limit`` and aggregation
@@ -109,6 +119,10 @@ class TimeseriesResource(APIResource):
         Args:
             requests: see :class:`~iris360_async.models.TimeSeriesRequest`; ``tenant`` and
                 ``scope`` default to the client's.
+            timeout: this call's timeouts (a :class:`~iris360_async.Timeout` or seconds per
+                attempt; ``None``: none); default: the client's ``timeseries_timeout``.
+            max_retries: this call's repeats after the first attempt; default: the client's.
+            retry_policy: this call's :class:`~iris360_async.RetryPolicy`.
 
         Raises:
             TypeError, ValueError: bad requests (nothing is sent).
@@ -119,13 +133,12 @@ class TimeseriesResource(APIResource):
             ...     ["urn:ngsi-ld:Device:D1"], ["temperature"],
             ...     TimeSeriesOptions(order="desc", limit=10))])
         """
+        options = self._options(
+            timeout, max_retries, retry_policy, default_timeout=self._config.timeseries_timeout
+        )
         prepared = self.prepare(requests)
         response = await self._transport.request(
-            "POST",
-            TIMESERIES_PATH,
-            json=prepared,
-            retry="read",
-            timeout=self._config.timeseries_timeout,
+            "POST", TIMESERIES_PATH, json=prepared, retry="read", **options
         )
         results = decode_response(
             response, decode_timeseries_responses, "list[TimeSeriesResponse]"
@@ -142,6 +155,18 @@ class TimeseriesResource(APIResource):
                 text="",
             )
         return results
+
+    def _getter(
+        self,
+        timeout: Timeout | float | NotGiven | None,
+        max_retries: int | None,
+        retry_policy: RetryPolicy | None,
+    ) -> Callable[[Sequence[TimeSeriesRequest]], Awaitable[list[TimeSeriesResponse]]]:
+        """:meth:`get` with one pull's call options (checked here, before any request)."""
+        self._options(timeout, max_retries, retry_policy)
+        return functools.partial(
+            self.get, timeout=timeout, max_retries=max_retries, retry_policy=retry_policy
+        )
 
     def _pull_arguments(
         self,
@@ -169,6 +194,9 @@ class TimeseriesResource(APIResource):
         concurrency: int = DEFAULT_CONCURRENCY,
         requests_per_call: int = 1,
         raise_on_error: bool = True,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> TimeSeriesResult:
         """Many devices x measures as concurrent batched :meth:`get` calls, merged.
 
@@ -181,7 +209,8 @@ class TimeseriesResource(APIResource):
         ``datetime`` (naive = UTC), ISO 8601 string, or a duration back from now
         (``timedelta`` or ``"P1D"``); ``order`` (default ``desc`` without ``start``,
         ``asc`` with it); ``aggregation`` as a struct or ``(type, interval)``;
-        ``batch_size`` pairs per request; ``concurrency`` calls in flight.
+        ``batch_size`` pairs per request; ``concurrency`` calls in flight. ``timeout``,
+        ``max_retries`` and ``retry_policy`` apply to every call, as in :meth:`get`.
 
         Raises:
             TypeError, ValueError: bad arguments, e.g. ``start`` after ``end`` (nothing is
@@ -194,7 +223,7 @@ class TimeseriesResource(APIResource):
             >>> frame = result.to_pandas()
         """
         return await query_timeseries(
-            self.get,
+            self._getter(timeout, max_retries, retry_policy),
             device_ids,
             measure_ids,
             start=start,
@@ -229,10 +258,14 @@ class TimeseriesResource(APIResource):
         concurrency: int = DEFAULT_CONCURRENCY,
         requests_per_call: int = 1,
         raise_on_error: bool = True,
+        timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> TimeSeriesStream:
         """The pull of :meth:`query` piece by piece, in bounded memory.
 
-        Same arguments as :meth:`query`. Use it with ``async with`` and iterate: every piece
+        Same arguments as :meth:`query` (``timeout``, ``max_retries`` and ``retry_policy``
+        included). Use it with ``async with`` and iterate: every piece
         is a :class:`~iris360_async.models.TimeSeries` with the new points of one page of one
         pair (ascending in a whole-range pull; the pieces of a pair arrive in order, those of
         different pairs interleave). At most about ``concurrency + 1`` answers are held at
@@ -249,7 +282,7 @@ class TimeseriesResource(APIResource):
             ...         await db.write(piece.device_id, piece.measure_id, piece.values)
         """
         return stream_timeseries(
-            self.get,
+            self._getter(timeout, max_retries, retry_policy),
             device_ids,
             measure_ids,
             start=start,

@@ -135,6 +135,7 @@ class EmulatorConfig:
     offline_fraction: float = 0.0
     time_scale: float = 1.0
     server_model: ServerModelSettings | str | None = None
+    tenants: tuple[tuple[str, int], ...] = ()  # further tenants: (name, devices), see Fleet
 
     def __post_init__(self) -> None:
         if self.devices < 0:

@@ -75,7 +75,7 @@ class Iris360Emulator:
             no_ota_fraction=config.no_ota_fraction, extra_entities=config.extra_entities,
             connectors=config.connectors, series_start=config.series_start,
             series_interval=config.series_interval, sync_interval=config.sync_range,
-            offline_fraction=config.offline_fraction,
+            offline_fraction=config.offline_fraction, tenants=config.tenants,
         )
         self.stats = EmulatorStats(self.fleet.ledger)
         user_hash = stable_hash(config.seed, config.username)

@@ -13,6 +13,9 @@ Layout (ids are stable for a given configuration):
 * device ``i`` (0-based) has id ``i + 1``, serial ``SN000001``..., and one main entity
   ``urn:ngsi-ld:Device:<serial>`` with id ``E + i + 1``, linked to gateway ``i % gateways`` by a
   ``refGateway`` relationship (gateway ``k`` points back at device ``k`` through ``refDevice``).
+* tenants: the fleet's own tenant holds the extras and the first devices; each further tenant
+  of ``tenants`` holds the next block of devices (and their main entities), in order. Imported
+  devices join the fleet's own tenant.
 """
 
 from __future__ import annotations
@@ -215,6 +218,30 @@ def _connector_config(kind: str, ident: int) -> dict[str, Any]:
     }
 
 
+def _tenant_blocks(
+    tenant: str, others: Sequence[tuple[str, int]], devices: int
+) -> tuple[tuple[str, ...], bytearray]:
+    """Every tenant's name (the fleet's own first) and each device's tenant index."""
+    names = [tenant]
+    sizes = []
+    for entry in others:
+        name, count = entry
+        if not isinstance(name, str) or not name or name in names:
+            raise ValueError(f"tenants: {name!r} is empty or named twice (or the main tenant)")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"tenants: the device count of {name!r} must be an integer >= 0")
+        names.append(name)
+        sizes.append(count)
+    if sum(sizes) > devices:
+        raise ValueError(f"tenants hold {sum(sizes)} devices, more than the fleet's {devices}")
+    if len(names) > 255:
+        raise ValueError("at most 254 further tenants")
+    owners = bytearray(devices - sum(sizes))
+    for position, count in enumerate(sizes, start=1):
+        owners.extend(bytes([position]) * count)
+    return tuple(names), owners
+
+
 def stable_hash(*parts: object) -> int:
     """A 32-bit hash of ``parts`` that is the same in every process (unlike ``hash``)."""
     return zlib.crc32("|".join(str(p) for p in parts).encode())
@@ -254,11 +281,13 @@ class Fleet:
         series_interval: int,
         sync_interval: tuple[float, float] | None = None,
         offline_fraction: float = 0.0,
+        tenants: Sequence[tuple[str, int]] = (),
     ) -> None:
         if devices < 0 or extra_entities < 0 or connectors < 0:
             raise ValueError("fleet sizes must not be negative")
         self.seed = seed
         self.tenant = tenant
+        self.tenants, self._device_tenant = _tenant_blocks(tenant, tenants, devices)
         self.scope = scope
         self.series_start = series_start
         self.series_interval = series_interval
@@ -396,6 +425,7 @@ class Fleet:
         self.serial_type[serial] = type_index
         if created:
             self.ledger.add_serial(serial)
+            self._device_tenant.append(0)
         self._version += 1
         if name is not None:
             self.names[index] = name
@@ -406,6 +436,22 @@ class Fleet:
         self._order_cache.clear()
         self._row_cache.clear()
         return created
+
+    def device_tenant(self, index: int) -> str:
+        """The tenant of device ``index`` (and of its main entity)."""
+        return self.tenants[self._device_tenant[index]]
+
+    def device_entity_ids(self, tenant: str | None) -> Sequence[int]:
+        """Ids of the main entities of ``tenant``'s devices (every tenant's for ``None``)."""
+        first = len(self.extras) + 1
+        every = range(first, first + len(self.serials))
+        if tenant is None or (len(self.tenants) == 1 and tenant == self.tenant):
+            return every
+        if tenant not in self.tenants:
+            return range(0)
+        wanted = self.tenants.index(tenant)
+        owners = self._device_tenant
+        return [first + i for i in range(len(self.serials)) if owners[i] == wanted]
 
     def device_entity_id(self, index: int) -> int:
         """Id of the main entity of device ``index``."""
@@ -475,7 +521,9 @@ class Fleet:
             "properties": {"firmware": f"v{1 + h % 3}.{h % 10}.0"},
             "type": dtype.as_json(),
             "time_last_data": None if last is None else timestamp_db(last[1]),
-            "organization": {"id": 1, "name": self.tenant},
+            "organization": {
+                "id": self._device_tenant[index] + 1, "name": self.device_tenant(index),
+            },
             "main_entity": {
                 "id": entity.id, "urn": entity.urn, "datamodel": entity.datamodel,
                 "scope": entity.scope, "tenant": entity.tenant,
@@ -511,7 +559,7 @@ class Fleet:
             rels = (("refGateway", self._gateway_urns[index % len(self._gateway_urns)]),)
         return Entity(
             id=entity_id, urn=f"urn:ngsi-ld:Device:{serial}", datamodel="Device",
-            name=serial, tenant=self.tenant, scope=self.scope, device_id=index + 1,
+            name=serial, tenant=self.device_tenant(index), scope=self.scope, device_id=index + 1,
             lon=round(-0.95 + (h % 10000) / 50000, 5),
             lat=round(41.60 + ((h >> 16) % 10000) / 50000, 5), relationships=rels,
         )

@@ -113,10 +113,10 @@ class EntityEndpoints(EndpointBase):
             e.id for e in fleet.extras
             if block_ok(e.datamodel, e.tenant, e.scope) and (not per_entity or entity_ok(e))
         ]
-        first_device = len(fleet.extras) + 1
         device_ids: Sequence[int] = range(0)
-        if fleet.device_count and block_ok("Device", fleet.tenant, fleet.scope):
-            device_ids = range(first_device, first_device + fleet.device_count)
+        devices_ok = (types is None or "Device" in types) and scope in (None, fleet.scope)
+        if fleet.device_count and devices_ok:
+            device_ids = fleet.device_entity_ids(tenant)
             if per_entity:
                 device_ids = [
                     i for i in device_ids

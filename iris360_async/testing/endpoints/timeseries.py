@@ -44,7 +44,7 @@ class SeriesEndpoints(EndpointBase):
                 )
             if not options.get("tenant") or not options.get("scope"):
                 return json_response(b'{"error":"tenant and scope are needed"}', 400)
-            if options["tenant"] != fleet.tenant or options["scope"] not in fleet.scopes:
+            if options["tenant"] not in fleet.tenants or options["scope"] not in fleet.scopes:
                 return json_response(b'{"error":"scope not found"}', 404)
         now = self.clock.now()
         detail: list[dict[str, Any]] = []
@@ -100,21 +100,20 @@ class SeriesEndpoints(EndpointBase):
     def _series_entities(self, req: dict[str, Any], echo: dict[str, Any]) -> list[Entity]:
         fleet = self.fleet
         scope = echo["scope"]
+        tenant = req["options"]["tenant"]
         device_ids: list[str] = req.get("device_ids", [])
         if device_ids:
             out = []
             for urn in dict.fromkeys(device_ids):
                 entity = fleet.entity_by(urn)
-                if entity is not None and entity.scope == scope:
+                if entity is not None and entity.scope == scope and entity.tenant == tenant:
                     out.append(entity)
             return out
         field, _, value = echo["where"]["conditions"][0]
-        candidates = [e for e in fleet.extras if e.scope == scope]
+        candidates = [e for e in fleet.extras if e.scope == scope and e.tenant == tenant]
         if scope == fleet.scope:
-            first = len(fleet.extras) + 1
             candidates.extend(
-                e for i in range(first, first + fleet.device_count)
-                if (e := fleet.entity(i)) is not None
+                e for i in fleet.device_entity_ids(tenant) if (e := fleet.entity(i)) is not None
             )
         if field in ("datamodel", "type", "entity_type"):
             return [e for e in candidates if e.datamodel == value]
