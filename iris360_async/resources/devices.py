@@ -6,6 +6,7 @@ import os
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
+    AsyncIterator,
     Awaitable,
     Callable,
     Collection,
@@ -13,6 +14,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeAlias
 
@@ -21,8 +23,17 @@ import anyio
 import msgspec
 
 from .._bulk import CancelCallback, CommandDispatcher, JobOptions, ProgressCallback
-from .._bulk.journal import JournalTarget
+from .._bulk.journal import JournalTarget, read_previous
+from .._bulk.reconcile import (
+    RESEND_ROUNDS,
+    Reconciler,
+    journal_values,
+    reconcile_journal,
+)
+from .._lifecycle import CommandStateReader, EntityLocator, TrackUpdate, entity_for
+from .._lifecycle import track_commands as _track
 from .._pagination import AsyncPaginator, FetchPage
+from .._retry import Clock
 from .._validation import (
     validate_commands,
     validate_page_size,
@@ -252,11 +263,19 @@ class DevicesResource(APIResource):
 
         return send
 
-    def _dispatcher(self, commands: Mapping[str, Any], options: JobOptions) -> CommandDispatcher:
-        checked = validate_commands(commands)
+    def _target(self) -> JournalTarget:
         config = self._config
-        target = JournalTarget.of(config.base_url, config.tenant, config.scope)
-        return CommandDispatcher(self.bulk_sender(checked), checked, options, journal_target=target)
+        return JournalTarget.of(config.base_url, config.tenant, config.scope)
+
+    def _dispatcher(
+        self, commands: Mapping[str, Any], options: JobOptions, reconcile: bool
+    ) -> CommandDispatcher | Reconciler:
+        checked = validate_commands(commands)
+        send = self.bulk_sender(checked)
+        if reconcile:
+            reader = CommandStateReader.for_client(self._client)
+            return Reconciler(send, checked, options, reader, journal_target=self._target())
+        return CommandDispatcher(send, checked, options, journal_target=self._target())
 
     async def send_commands(
         self,
@@ -280,6 +299,7 @@ class DevicesResource(APIResource):
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
+        reconcile: bool = False,
     ) -> CommandReport:
         """Send ``commands`` to every serial: chunked, concurrent, one outcome per serial.
 
@@ -292,6 +312,13 @@ class DevicesResource(APIResource):
         resumable without sending any command twice), ``deadline`` and ``deadline_grace`` in
         seconds, ``max_failures``, ``on_progress`` ….
 
+        ``reconcile=True``: once the job read its whole input, every serial that ended
+        ``unknown`` is looked up in the command state its send left on the device's entity
+        (at most two reads each): confirmed -> ``sent`` ("confirmed from command state"); not
+        applied -> sent again (at most twice); mixed or unreadable -> stays ``unknown`` with
+        the reason. ``report.reconciliation`` says what it did (docs/bulk.md, "What happened
+        to every device").
+
         Raises:
             TypeError, ValueError: bad ``commands`` or options (nothing is sent).
 
@@ -301,7 +328,7 @@ class DevicesResource(APIResource):
             >>> report.counts["sent"]
         """
         options = JobOptions.from_arguments(locals())
-        return await self._dispatcher(commands, options).run(serials)
+        return await self._dispatcher(commands, options, reconcile).run(serials)
 
     def stream_commands(
         self,
@@ -325,17 +352,119 @@ class DevicesResource(APIResource):
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
+        reconcile: bool = False,
     ) -> AsyncGenerator[CommandOutcome, None]:
         """Like :meth:`send_commands`, yielding each serial's outcome as its chunk settles.
 
-        ``commands`` and the options are checked at once, before anything is sent.
+        ``commands`` and the options are checked at once, before anything is sent. With
+        ``reconcile=True`` the ``unknown`` outcomes are held back until reconciled, so each
+        serial is still yielded once, with its final outcome (the reconciled ones last).
 
         Example:
             >>> async for outcome in iris.devices.stream_commands(serials, {"w_ota": True}):
             ...     print(outcome.serial, outcome.status)
         """
         options = JobOptions.from_arguments(locals())
-        return self._dispatcher(commands, options).stream(serials)
+        return self._dispatcher(commands, options, reconcile).stream(serials)
+
+    # -- what happened to every device --------------------------------------------------------
+
+    async def reconcile(
+        self,
+        journal: str | os.PathLike[str],
+        commands: Mapping[str, Any] | None = None,
+        *,
+        resend: bool = True,
+        chunk_size: int = 100,
+        concurrency: int = 16,
+        journal_force: bool = False,
+        entity: EntityLocator = entity_for,
+    ) -> CommandReport:
+        """Resolve the ``unknown`` serials of an earlier or killed job from its journal.
+
+        Serials the journal leaves ``unknown`` or in flight are looked up in their command
+        state and settled as ``send_commands(reconcile=True)`` does; each verdict is
+        journaled, under the journal's lock.
+
+        Args:
+            journal: the job's journal.
+            commands: the commands that job sent; default: those its journal records.
+            resend: send the not-applied ones again (else they end ``failed``, and a resume
+                of the job sends them).
+            chunk_size, concurrency: of the re-sends; ``concurrency`` also bounds the reads.
+            journal_force: as for ``send_commands``.
+            entity: ``Device -> EntityRef`` (the inferred main-entity mapping by default).
+
+        Returns:
+            A report with one outcome per serial looked up, and ``report.reconciliation``.
+
+        Example:
+            >>> report = await iris.devices.reconcile("job.jsonl")
+            >>> report.counts["unknown"]
+        """
+        values = journal_values(journal, commands)
+        options = JobOptions(
+            chunk_size=chunk_size, concurrency=concurrency, journal=journal,
+            journal_force=journal_force,
+        )
+        reader = CommandStateReader.for_client(self._client, entity=entity)
+        reconciler = Reconciler(
+            self.bulk_sender(values), values, options, reader, journal_target=self._target(),
+            rounds=RESEND_ROUNDS if resend else 0,
+        )
+        return await reconcile_journal(reconciler)
+
+    def track_commands(
+        self,
+        serials: Iterable[str] | None = None,
+        commands: Mapping[str, Any] | None = None,
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        until: float | datetime | None = None,
+        interval: float = 60.0,
+        concurrency: int = 16,
+        entity: EntityLocator = entity_for,
+        clock: Clock | None = None,
+    ) -> AsyncIterator[TrackUpdate]:
+        """Follow devices until they have applied ``commands``: an async iterator of
+        :class:`~iris360_async.TrackUpdate` (the devices that changed, and a running summary
+        of ``applied`` / ``pending`` / ``superseded`` / ``unreadable``).
+
+        Give ``serials``, or ``journal`` (its ``sent`` serials, and by default its commands).
+        Each sweep reads the devices not done yet (``concurrency`` reads at once; a device's
+        first read costs two requests, later ones one); sweeps start ``interval`` seconds
+        apart; tracking ends when every device is done or at ``until`` (seconds from now or
+        an aware datetime).
+
+        Args:
+            clock: where time comes from (default: the client's; an emulator's ``emu.clock``
+                follows emulated time).
+
+        Raises:
+            TypeError, ValueError: bad arguments, or both or neither of serials and journal.
+
+        Example:
+            >>> async for update in iris.devices.track_commands(journal="job.jsonl",
+            ...                                                  until=1800):
+            ...     print(update.summary.applied, "applied")
+        """
+        if (serials is None) == (journal is None):
+            raise TypeError("give serials or journal (one of them)")
+        if journal is not None:
+            values = journal_values(journal, commands)
+            states = read_previous(journal, values, target=self._target())
+            serials = [s for s, state in states.items() if state == "sent"]
+        elif commands is None:
+            raise TypeError("commands are needed when tracking serials")
+        else:
+            values = validate_commands(commands)
+        assert serials is not None
+        reader = CommandStateReader.for_client(self._client, entity=entity)
+        return _track(
+            reader, serials, values, until=until, interval=interval,
+            concurrency=concurrency,
+            clock=clock if clock is not None else self._transport.clock,
+        )
 
     # -- import -------------------------------------------------------------------------------
 
