@@ -12,13 +12,12 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import msgspec
-import pytest
 
 from iris360_async import errors
 from iris360_async._bulk import send_commands, stream_commands
 from iris360_async._bulk.journal import Journal, read_previous
-from iris360_async._bulk.reconcile import RESEND_DETAIL, Reconciler, reconcile_journal
 from iris360_async._bulk.options import JobOptions
+from iris360_async._bulk.reconcile import RESEND_DETAIL, Reconciler, reconcile_journal
 from iris360_async._lifecycle import CONFIRMED_DETAIL, CommandStateReader, EntityRef
 from iris360_async.models import Device, EntityAttribute, EntityCommand, ProgressStats
 from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus
@@ -126,7 +125,8 @@ async def test_lost_answers_are_confirmed_from_command_state() -> None:
     report = await send_commands(fleet.send, serials_(6), COMMANDS, chunk_size=1,
                                  reconcile_with=fleet.reader())
     check(report, 6)
-    assert report.counts["sent"] == 6 and report.counts["unknown"] == 0
+    assert report.counts["sent"] == 6
+    assert report.counts["unknown"] == 0
     assert report.reconciliation is not None
     assert report.reconciliation.confirmed == ["SN0001", "SN0004"]
     assert report.reconciliation.resent == []
@@ -144,7 +144,8 @@ async def test_a_send_the_server_did_not_act_on_is_sent_again_once() -> None:
     assert report.reconciliation is not None
     assert report.reconciliation.resent == ["SN0002"]
     assert fleet.applied == Counter({s: 1 for s in serials_(4)})  # exactly once each
-    assert report.requests == 5 and report.chunks == 5  # the re-send counted
+    assert report.requests == 5
+    assert report.chunks == 5
     assert fleet.reads["SN0002"] == 2
 
 
@@ -160,7 +161,8 @@ async def test_a_resend_that_ends_unknown_is_reconciled_again_a_bounded_number_o
     assert report.reconciliation.rounds == 3
     # the server never acted on SN0001 in three sends: it did not get the command
     failed = report.outcome("SN0001")
-    assert failed is not None and failed.status is CommandStatus.FAILED
+    assert failed is not None
+    assert failed.status is CommandStatus.FAILED
     assert failed.detail == "not applied after 2 re-sends: not applied: w_ota not pending, " \
         "current None"
     assert fleet.applied == Counter({"SN0000": 1})
@@ -172,15 +174,18 @@ async def test_mixed_and_unreadable_states_stay_unknown_with_the_reason() -> Non
     fleet.mixed.add("SN0000")
     fleet.garbled.add("SN0001")
     fleet.missing.add("SN0002")
-    report = await send_commands(fleet.send, serials_(3), MIXED_COMMANDS, chunk_size=1, reconcile_with=fleet.reader())
+    report = await send_commands(fleet.send, serials_(3), MIXED_COMMANDS, chunk_size=1,
+                                 reconcile_with=fleet.reader())
     check(report, 3)
     assert report.counts["unknown"] == 3
     details = {o.serial: o.detail for o in report.failures}
     assert details["SN0000"] == ("unknown after reconciliation: mixed command state: w_ota "
                                  "written; w_sleep pending with 30")
-    assert details["SN0001"] is not None and "cannot be compared" in details["SN0001"]
+    assert details["SN0001"] is not None
+    assert "cannot be compared" in details["SN0001"]
     assert details["SN0002"] == "unknown after reconciliation: device 'SN0002' not found"
-    assert report.reconciliation is not None and report.reconciliation.unresolved == 3
+    assert report.reconciliation is not None
+    assert report.reconciliation.unresolved == 3
     assert fleet.applied == Counter({s: 1 for s in serials_(3)})  # nothing re-sent
 
 
@@ -215,7 +220,8 @@ async def test_a_stream_yields_each_serial_once_with_its_reconciled_outcome() ->
     # the reconciled ones come last, after every outcome of the job itself
     assert [o.serial for o in outcomes[-3:]] == ["SN0001", "SN0003", "SN0005"]
     finals = [s for s in seen if s.done]
-    assert len(finals) == 1 and finals[0] is seen[-1]
+    assert len(finals) == 1
+    assert finals[0] is seen[-1]
     assert finals[0].counts == {"sent": 5, "rejected": 0, "failed": 0, "unknown": 1,
                                 "skipped": 0}
 
@@ -227,7 +233,8 @@ async def test_verdicts_are_journaled_and_a_resume_does_not_redo_them(tmp_path: 
     fleet.plan["SN0003"] = ["drop"]
     report = await send_commands(fleet.send, serials_(4), MIXED_COMMANDS, chunk_size=1,
                                  journal=journal, reconcile_with=fleet.reader())
-    assert report.counts["sent"] == 3 and report.counts["unknown"] == 1
+    assert report.counts["sent"] == 3
+    assert report.counts["unknown"] == 1
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert lines[0]["values"] == MIXED_COMMANDS
     verdicts = {(ln["serial"], ln["reconciled"]) for ln in lines if "reconciled" in ln}
@@ -265,17 +272,21 @@ async def test_resume_after_a_kill_during_reconciliation(tmp_path: Path) -> None
         await killed.wait()
         tg.cancel_scope.cancel()
     text = journal.read_text()
-    assert '"inflight"' in text and '"reconciled"' in text
+    assert '"inflight"' in text
+    assert '"reconciled"' in text
     fleet.on_read = None
     before = dict(fleet.applied)
     report = await send_commands(fleet.send, lost, COMMANDS, chunk_size=2, concurrency=1,
                                  journal=journal, reconcile_with=fleet.reader())
-    assert report.counts["unknown"] == 0 and report.counts["failed"] == 0
+    assert report.counts["unknown"] == 0
+    assert report.counts["failed"] == 0
     assert report.job_counts["sent"] == 8
-    assert all(n == 1 for n in fleet.applied.values()) and len(fleet.applied) == 8
+    assert all(n == 1 for n in fleet.applied.values())
+    assert len(fleet.applied) == 8
     assert before.keys() <= fleet.applied.keys()
     final = read_previous(journal, COMMANDS)
-    assert set(final.values()) == {"sent"} and len(final) == 8
+    assert set(final.values()) == {"sent"}
+    assert len(final) == 8
 
 
 async def test_a_stopped_job_keeps_its_unknown_serials_for_later(tmp_path: Path) -> None:
@@ -284,12 +295,15 @@ async def test_a_stopped_job_keeps_its_unknown_serials_for_later(tmp_path: Path)
                                  concurrency=1, max_failures=2, journal=tmp_path / "j.jsonl",
                                  reconcile_with=fleet.reader())
     assert report.stopped_reason == "max_failures"
-    assert report.counts["unknown"] == 2 and not fleet.reads
+    assert report.counts["unknown"] == 2
+    assert not fleet.reads
     # ... which reconciling the journal resolves
     options = JobOptions(journal=tmp_path / "j.jsonl")
     later = await reconcile_journal(Reconciler(fleet.send, COMMANDS, options, fleet.reader()))
-    assert later.total == 2 and later.counts["sent"] == 2
-    assert later.reconciliation is not None and len(later.reconciliation.confirmed) == 2
+    assert later.total == 2
+    assert later.counts["sent"] == 2
+    assert later.reconciliation is not None
+    assert len(later.reconciliation.confirmed) == 2
     j = Journal.open(tmp_path / "j.jsonl", COMMANDS)
     try:
         assert j.reconciled == set(later.reconciliation.confirmed)
