@@ -213,6 +213,7 @@ class Reconciler:
         final: dict[str, CommandOutcome] = {}
         todo = list(dict.fromkeys(serials))
         resends = 0
+        resent: set[str] = set(stats.resent)
         while todo:
             stats.rounds += 1
             before = self._reader.requests
@@ -234,7 +235,8 @@ class Reconciler:
             todo = []
             if again:
                 resends += 1
-                stats.resent.extend(again)
+                stats.resent.extend(s for s in again if s not in resent)
+                resent.update(again)
                 for outcome in await self._resend(again, journal):
                     if outcome.status is _UNKNOWN:
                         todo.append(outcome.serial)

@@ -114,11 +114,12 @@ class Reconciliation(msgspec.Struct):
     Attributes:
         looked_up: serials that were ``unknown`` and had their command state read.
         confirmed: serials the command state showed had the command: now ``sent``.
-        resent: serials the command state showed were not applied, sent again; their outcome
-            is that of the re-send.
+        resent: serials the command state showed were not applied, sent again (each listed
+            once, even when sent again twice); their outcome is that of the re-send.
         unresolved: serials left ``unknown`` (a mixed or unreadable state, or a re-send that
             was itself ``unknown`` after the last round).
-        reads: read requests made (at most two per serial and round).
+        reads: read requests made: a device look-up once per serial (none when the reader
+            knows its entity), then one entity read per serial and round.
         rounds: rounds of reads.
     """
 
