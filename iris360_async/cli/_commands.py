@@ -154,6 +154,11 @@ async def dispatch(ctx: Context, interrupt: Interrupt) -> int:
         from ._send import send_commands
 
         return await send_commands(ctx, interrupt)
+    if command in ("devices.reconcile", "devices.track"):
+        from ._lifecycle import reconcile_command, track_command
+
+        run = reconcile_command if command == "devices.reconcile" else track_command
+        return await run(ctx, interrupt)
     from . import _read
 
     handlers = {

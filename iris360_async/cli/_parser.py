@@ -14,6 +14,7 @@ from typing import Any
 from ._argparse import Parser, non_negative_float, positive_int
 from ._fields import CONNECTOR_FIELDS, DEVICE_FIELDS, ENTITY_FIELDS, FieldSet
 from ._global_options import GLOBAL_OPTIONS, GLOBAL_OPTIONS_USED, add_global_options, why_not
+from ._lifecycle_parser import add_lifecycle_commands
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -423,6 +424,7 @@ lines starting with # are ignored.
         help="dry-run estimate: server time per device in ms (default 20)",
     )
     _progress_option(p)
+    add_lifecycle_commands(dsub, _leaf, _concurrency_option, _progress_option)
 
 
 def _add_entities(sub: Any) -> None:
