@@ -115,3 +115,19 @@ async def test_a_journal_without_values_needs_the_commands(tmp_path: Path) -> No
             await iris.devices.reconcile(journal)
         report = await iris.devices.reconcile(journal, COMMANDS)
         assert report.total == 0
+
+
+@pytest.mark.parametrize("needle", ["SN00012", "sn000299", "case-0007", "Sensor", "zz\tq", "\n"])
+async def test_the_emulators_indexed_search_matches_a_scan(needle: str) -> None:
+    async with Iris360Emulator(devices=300, seed=3, clock_start=T0) as emu, \
+            client_for(emu) as iris:
+        fleet = emu.fleet
+        low = needle.lower()
+        expected = {
+            fleet.serials[i] for i in range(len(fleet.serials))
+            if any(low in field.lower() for field in (
+                fleet.serials[i], fleet.device_name(i), fleet.case_id(i) or "",
+                fleet.device_type(i).name))
+        }
+        found = {d.serial async for d in iris.devices.paginate(search=needle, page_size=500)}
+        assert found == expected
