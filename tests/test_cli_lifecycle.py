@@ -126,3 +126,23 @@ def test_track_refuses_a_bad_duration(cli: InProcess, until: str) -> None:
     result = cli("devices", "track", "--journal", "j.jsonl", "--until", until)
     assert result.returncode == 2
     assert "expected a duration such as 90s" in result.stderr
+
+
+def test_demo_ends_with_no_unknown_and_follows_devices_until_they_applied(
+    cli: InProcess,
+) -> None:
+    result = cli("demo", "--devices", "400", "--latency-ms", "0", "--format", "json",
+                 "--seed", "2", "--track-minutes", "10", env={})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["counts"]["unknown"] == 0
+    assert summary["reconciled"]["left_unknown"] == 0
+    assert summary["commands_applied"] == summary["counts"]["sent"]
+    resolved = summary["reconciled"]["confirmed"] + summary["reconciled"]["resent"]
+    assert ("resolved from their command state" in result.stderr) == (resolved > 0)
+    tracking = summary["tracking"]
+    # devices connect every 1-10 emulated minutes: ten minutes later every one has applied
+    assert tracking["applied"] == tracking["devices"] > 300
+    assert tracking["pending"] == tracking["superseded"] == tracking["unreadable"] == 0
+    assert tracking["emulated_minutes"] <= 10
+    assert "following" in result.stderr
