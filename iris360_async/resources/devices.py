@@ -391,7 +391,8 @@ class DevicesResource(APIResource):
             commands: the commands that job sent; default: those its journal records.
             resend: send the not-applied ones again (else they end ``failed``, and a resume
                 of the job sends them).
-            chunk_size, concurrency: of the re-sends; ``concurrency`` also bounds the reads.
+            chunk_size: serials per re-send request.
+            concurrency: re-send requests in flight, and reads in flight.
             journal_force: as for ``send_commands``.
             entity: ``Device -> EntityRef`` (the inferred main-entity mapping by default).
 
