@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import msgspec
+import pytest
 
 from iris360_async import errors
 from iris360_async._bulk import send_commands, stream_commands
@@ -309,3 +310,29 @@ async def test_a_stopped_job_keeps_its_unknown_serials_for_later(tmp_path: Path)
         assert j.reconciled == set(later.reconciliation.confirmed)
     finally:
         j.close()
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_cancelled_while_reconciling_calls_on_cancel_once(streaming: bool) -> None:
+    fleet = Fleet({s: ["drop"] for s in serials_(3)})
+    started = anyio.Event()
+    fleet.on_read = lambda serial: started.set()
+    cancelled: list[CommandReport] = []
+
+    async def job() -> None:
+        if streaming:
+            async for _ in stream_commands(fleet.send, serials_(3), COMMANDS, chunk_size=1,
+                                           reconcile_with=fleet.reader(),
+                                           on_cancel=cancelled.append):
+                pass
+        else:
+            await send_commands(fleet.send, serials_(3), COMMANDS, chunk_size=1,
+                                reconcile_with=fleet.reader(), on_cancel=cancelled.append)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(job)
+        await started.wait()
+        tg.cancel_scope.cancel()
+    assert len(cancelled) == 1
+    assert cancelled[0].stopped_reason == "cancelled"
+    assert cancelled[0].counts["unknown"] == 3  # none decided yet

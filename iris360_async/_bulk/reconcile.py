@@ -146,9 +146,7 @@ class Reconciler:
                 try:
                     pairs = await self._settle(held, report, journal)
                 except anyio.get_cancelled_exc_class():
-                    report.stopped_reason = report.stopped_reason or "cancelled"
-                    if self.options.on_cancel is not None:
-                        self.options.on_cancel(report)
+                    self._cancelled(report)
                     raise
                 report._replace(pairs, keep=True)
             finally:
@@ -178,12 +176,23 @@ class Reconciler:
                         else:
                             yield outcome
                 report = first.report
-                pairs = await self._settle(held, report, journal)
+                try:
+                    pairs = await self._settle(held, report, journal)
+                except anyio.get_cancelled_exc_class():
+                    self._cancelled(report)
+                    raise
                 report._replace(pairs, keep=False)
             finally:
                 await progress.finish(first.report)
             for _, outcome in pairs:
                 yield outcome
+
+    def _cancelled(self, report: CommandReport) -> None:
+        """Cancelled while reconciling: the serials not decided yet stay ``unknown`` in the
+        report (the journal has every verdict reached); ``on_cancel`` is called."""
+        report.stopped_reason = report.stopped_reason or "cancelled"
+        if self.options.on_cancel is not None:
+            self.options.on_cancel(report)
 
     async def _settle(
         self, held: list[CommandOutcome], report: CommandReport, journal: Journal | None
