@@ -15,6 +15,7 @@ from ._bulk import CommandDispatcher
 from ._client import Iris360Client
 from ._config import ClientConfig, EndpointPaths, Timeout
 from ._journal import JournalLockedError
+from ._lifecycle import DeviceChange, TrackState, TrackSummary, TrackUpdate
 from ._pagination import AsyncPaginator, PageResult
 from ._retry import RetryPolicy
 from ._timeseries_query import query_timeseries, stream_timeseries
@@ -55,6 +56,7 @@ from .models import (
     OutConnector,
     Page,
     ProgressStats,
+    Reconciliation,
     SimpleOutConnector,
     TimeScope,
     TimeScopeAdjustment,
@@ -87,6 +89,7 @@ __all__ = [
     "CommandReport",
     "CommandStatus",
     "Device",
+    "DeviceChange",
     "DeviceMainEntity",
     "DeviceType",
     "EndpointPaths",
@@ -110,6 +113,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProgressStats",
     "RateLimitError",
+    "Reconciliation",
     "ResponseDecodeError",
     "RetryPolicy",
     "SimpleOutConnector",
@@ -127,6 +131,9 @@ __all__ = [
     "TimeSeriesValue",
     "Timeout",
     "TokenPair",
+    "TrackState",
+    "TrackSummary",
+    "TrackUpdate",
     "UnknownEntityAttribute",
     "UnprocessableEntityError",
     "WhereClause",

@@ -188,11 +188,12 @@ INSTRUMENTS: Instruments | None = None if _trace is None else Instruments()
 async def traced_stream(
     outcomes: AsyncGenerator[CommandOutcome, None],
     job: BulkTrace,
-    report: CommandReport,
+    report: Callable[[], CommandReport],
     refreshes: Callable[[], int],
 ) -> AsyncGenerator[CommandOutcome, None]:
     """``outcomes`` with the job's span current while the job runs (so its calls are the
-    span's children); ``refreshes()`` gives the client's refresh count at the end. Leaving
+    span's children); ``report()`` and ``refreshes()`` give the job's report and the client's
+    refresh count at the end. Leaving
     the loop early ends the job (as for the stream itself) and the span, without an error."""
     error: BaseException | None = None
     try:
@@ -212,4 +213,4 @@ async def traced_stream(
         raise
     finally:
         await outcomes.aclose()
-        job.finish(report, refreshes(), error)
+        job.finish(report(), refreshes(), error)

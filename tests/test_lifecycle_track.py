@@ -180,3 +180,29 @@ async def test_bad_arguments_are_refused_before_any_read(
     with pytest.raises(error):
         async for _ in track_commands(reader, ["SN1"], COMMANDS, clock=ManualClock(), **kwargs):
             pass
+
+
+def test_speeding_the_emulator_clock_up_keeps_the_instant_and_token_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from iris360_async.testing.clock import EmulatorClock
+
+    wall = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: wall[0])
+    clock = EmulatorClock()  # real speed, as a demo sends its commands
+    real = clock.real_speed()
+    wall[0] += 10.0
+    clock.advance(5)
+    assert (clock.now(), real.now()) == (1015.0, 1015.0)
+    clock.set_time_scale(60)  # ... then devices confirm in accelerated time
+    assert clock.now() == 1015.0
+    assert clock.time_scale == 60
+    wall[0] += 2.0
+    assert (clock.now(), real.now()) == (1135.0, 1017.0)  # tokens still live in real time
+    clock.set_time_scale(1)
+    wall[0] += 1.0
+    assert (clock.now(), real.now()) == (1136.0, 1018.0)
+    with pytest.raises(ValueError, match="positive"):
+        clock.set_time_scale(0)

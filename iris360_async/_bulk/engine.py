@@ -78,15 +78,16 @@ class _RateLimiter:
 class _Ledger:
     """Where outcomes settle: the report, the journal, the failure budget and progress."""
 
-    __slots__ = ("_clock", "_failures", "_last", "_options", "journal", "keep", "report",
-                 "settled", "started", "total")
+    __slots__ = ("_borrowed", "_clock", "_failures", "_last", "_options", "journal", "keep",
+                 "report", "settled", "started", "total")
 
-    def __init__(self, options: JobOptions, clock: Clock) -> None:
+    def __init__(self, options: JobOptions, clock: Clock, journal: Journal | None) -> None:
         self._options = options
         self._clock = clock
         self.report = CommandReport()
         self.keep = True  # False: counts only (streaming jobs)
-        self.journal: Journal | None = None
+        self.journal: Journal | None = journal
+        self._borrowed = journal is not None  # opened (and closed) by the caller
         self.settled = 0
         self._failures = 0
         self.started = self._last = 0.0
@@ -95,7 +96,7 @@ class _Ledger:
     def open_journal(self, commands: Mapping[str, Any], target: JournalTarget | None) -> None:
         """Open and lock the job's journal, when it has one."""
         opts = self._options
-        if opts.journal is not None:
+        if opts.journal is not None and not self._borrowed:
             self.journal = Journal.open(
                 opts.journal, commands, target=target, force=opts.journal_force,
                 fsync=opts.journal_fsync,
@@ -109,7 +110,10 @@ class _Ledger:
         self.report.elapsed = self._clock.monotonic() - self.started
         self.report.stopped_reason = stopped_reason
         if self.journal is not None:
-            self.journal.close()
+            if self._borrowed:
+                self.journal.flush()
+            else:
+                self.journal.close()
 
     def settle(self, outcomes: list[CommandOutcome]) -> bool:
         """Account ``outcomes`` (synchronous: also runs while cancelled); whether the
@@ -183,6 +187,8 @@ class CommandDispatcher:
         clock: the time source (tests inject a manual clock).
         journal_target: the server, tenant and scope the journal is bound to (set by
             ``devices.send_commands`` from the client's configuration).
+        shared_journal: an open journal to write to instead of ``options.journal``; the
+            caller closes it (reconciliation runs several jobs under one journal lock).
     """
 
     def __init__(
@@ -193,6 +199,7 @@ class CommandDispatcher:
         *,
         clock: Clock | None = None,
         journal_target: JournalTarget | None = None,
+        shared_journal: Journal | None = None,
         **option_values: Any,
     ) -> None:
         self._commands = validate_commands(commands)
@@ -215,7 +222,7 @@ class CommandDispatcher:
         self._latency: float | None = None
         self._random = random.Random()
 
-        self._ledger = _Ledger(options, self._clock)
+        self._ledger = _Ledger(options, self._clock, shared_journal)
         self.report = self._ledger.report
         self._used = False
         self._intake: Intake | None = None

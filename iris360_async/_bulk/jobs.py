@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, Collection, Iterable, Mapping
 from typing import Any
 
+from .._lifecycle import CommandStateReader
 from .._retry import Clock
 from ..models.bulk import CommandOutcome, CommandReport, CommandStatus
 from .engine import CommandDispatcher, SendChunk
@@ -21,6 +22,7 @@ from .options import (
     JobOptions,
     ProgressCallback,
 )
+from .reconcile import Reconciler
 
 __all__ = ["send_commands", "stream_commands"]
 
@@ -51,13 +53,22 @@ async def send_commands(
     total: int | None = None,
     clock: Clock | None = None,
     journal_target: JournalTarget | None = None,
+    reconcile_with: CommandStateReader | None = None,
 ) -> CommandReport:
     """Run a bulk job and return its report (the options: :class:`~.options.JobOptions`).
+
+    ``reconcile_with``: look up the serials that end ``unknown`` through this reader and
+    settle them (:class:`~.reconcile.Reconciler`).
 
     Raises:
         TypeError, ValueError: bad ``commands``, options or input (nothing is sent).
     """
     options = JobOptions.from_arguments(locals())
+    if reconcile_with is not None:
+        return await Reconciler(
+            send_chunk, commands, options, reconcile_with, clock=clock,
+            journal_target=journal_target,
+        ).run(serials)
     dispatcher = CommandDispatcher(
         send_chunk, commands, options, clock=clock, journal_target=journal_target
     )
@@ -90,12 +101,19 @@ def stream_commands(
     total: int | None = None,
     clock: Clock | None = None,
     journal_target: JournalTarget | None = None,
+    reconcile_with: CommandStateReader | None = None,
 ) -> AsyncGenerator[CommandOutcome, None]:
     """Run a bulk job, yielding outcomes as chunks settle (see
     :meth:`~.engine.CommandDispatcher.stream`). ``commands`` and the options are validated at
-    once, before anything is sent.
+    once, before anything is sent. With ``reconcile_with``, ``unknown`` outcomes are held back
+    until reconciled (:meth:`~.reconcile.Reconciler.stream`).
     """
     options = JobOptions.from_arguments(locals())
+    if reconcile_with is not None:
+        return Reconciler(
+            send_chunk, commands, options, reconcile_with, clock=clock,
+            journal_target=journal_target,
+        ).stream(serials)
     dispatcher = CommandDispatcher(
         send_chunk, commands, options, clock=clock, journal_target=journal_target
     )

@@ -6,6 +6,13 @@ Layout (one JSON object per line, UTF-8; ``ts`` is wall-clock seconds since the 
      "base_url": "https://iris.example.com", "tenant": "libelium", "scope": "/", "ts": …}
     {"inflight": ["SN1", "SN2"], "chunk": 0, "ts": …}
     {"serial": "SN1", "status": "sent", "detail": null, "ts": …}
+    {"serial": "SN2", "status": "sent", "detail": "confirmed from command state",
+     "reconciled": "confirmed", "ts": …}
+
+The header also carries the command ``values`` (so a journal alone says what to reconcile and
+track). A line with ``reconciled`` is a verdict of reconciliation (:mod:`.reconcile`): it
+settles the serial like any line, except ``"reconciled": "not_applied"``, which leaves the
+serial to be sent again (the server provably did not act on it).
 
 What the journal guarantees (its lock, its binding to commands, server, tenant and scope, the
 ``inflight`` lines, the ``not sent:`` rule, truncated last lines) is written down once, in
@@ -30,11 +37,13 @@ from ..models.bulk import FAILURE_STATUSES, CommandOutcome, CommandStatus
 
 __all__ = [
     "INFLIGHT",
+    "NOT_APPLIED",
     "NOT_SENT_PREFIX",
     "Journal",
     "JournalLockedError",
     "JournalTarget",
     "commands_digest",
+    "journal_commands",
     "normalize_base_url",
     "read_previous",
 ]
@@ -47,6 +56,9 @@ INFLIGHT = "inflight"
 """State of a serial whose request was sent but whose result never reached the journal."""
 
 INFLIGHT_DETAIL = "in flight when a previous run stopped"
+
+NOT_APPLIED = "not_applied"
+"""The ``reconciled`` verdict that leaves a serial to be sent again."""
 """The earlier detail of an :data:`INFLIGHT` serial (it counts as ``unknown``)."""
 
 _MAGIC = "iris360-bulk"
@@ -126,16 +138,19 @@ class _Header(msgspec.Struct):
     base_url: str | None = None
     tenant: str | None = None
     scope: str | None = None
+    values: dict[str, Any] | None = None
 
 
 class _Previous:
-    """What earlier runs recorded: statuses, and details of rejected/failed/unknown lines."""
+    """What earlier runs recorded: statuses, details of rejected/failed/unknown lines, and the
+    serials whose last line is a reconciliation verdict."""
 
-    __slots__ = ("details", "states")
+    __slots__ = ("details", "reconciled", "states")
 
     def __init__(self) -> None:
         self.states: dict[str, str] = {}
         self.details: dict[str, str] = {}
+        self.reconciled: set[str] = set()
 
 
 # -- the lock --------------------------------------------------------------------------------
@@ -202,6 +217,7 @@ class Journal:
             ``"unknown"`` or :data:`INFLIGHT`.
         details: serial -> the recorded detail, for serials ``previous`` holds as
             ``rejected``/``failed``/``unknown`` (only these are kept in memory).
+        reconciled: serials whose status comes from a reconciliation verdict.
         fsync: whether every flush is followed by :func:`os.fsync`.
     """
 
@@ -218,6 +234,7 @@ class Journal:
         self.path = path
         self.previous = previous.states
         self.details = previous.details
+        self.reconciled = previous.reconciled
         self.fsync = fsync
         self._fh: IO[bytes] | None = fh
         self._wall = wall
@@ -267,6 +284,7 @@ class Journal:
                         "base_url": target.base_url,
                         "tenant": target.tenant,
                         "scope": target.scope,
+                        "values": dict(commands),
                         "ts": wall(),
                     }
                 )
@@ -296,6 +314,27 @@ class Journal:
             self._write_line(
                 {"serial": o.serial, "status": o.status.value, "detail": o.detail, "ts": ts}
             )
+
+    def write_verdict(
+        self, serial: str, verdict: str, status: CommandStatus, detail: str | None
+    ) -> None:
+        """Record a reconciliation verdict (``confirmed``, ``not_applied``, ``mixed``,
+        ``unreadable``) for ``serial`` with the status it leaves (``sent`` or ``unknown``).
+
+        The in-memory state follows, as a reopened journal would read it: a ``not_applied``
+        serial is no longer settled (it may be sent again in this job or on resume).
+        """
+        self._write_line({"serial": serial, "status": status.value, "detail": detail,
+                          "reconciled": verdict, "ts": self._wall()})
+        self.details.pop(serial, None)
+        if verdict == NOT_APPLIED:
+            self.previous.pop(serial, None)
+            self.reconciled.discard(serial)
+            return
+        self.previous[serial] = status.value
+        self.reconciled.add(serial)
+        if status in FAILURE_STATUSES and detail is not None:
+            self.details[serial] = detail
 
     def earlier(self, serial: str) -> tuple[CommandStatus, str | None] | None:
         """How an earlier run left ``serial`` (an :data:`INFLIGHT` one counts as ``unknown``),
@@ -363,6 +402,32 @@ def read_previous(
     return previous.states
 
 
+def journal_commands(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The commands (``name -> value``) recorded in the header of the journal at ``path``;
+    ``None`` for a journal written before headers carried the values.
+
+    Raises:
+        ValueError: the file is missing, empty or not a bulk journal.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            first = fh.readline()
+    except FileNotFoundError:
+        raise ValueError(f"{p} does not exist") from None
+    if not first.strip():
+        raise ValueError(f"{p} is empty: not a bulk command journal")
+    try:
+        header = msgspec.json.decode(first, type=_Header)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ValueError(f"{p} is not a bulk command journal") from exc
+    if header.journal != _MAGIC:
+        raise ValueError(f"{p} is not a bulk command journal")
+    if header.values is None or commands_digest(header.values) != header.commands_sha256:
+        return None
+    return header.values
+
+
 def _check_header(
     path: Path, header: _Header, digest: str, target: JournalTarget | None, force: bool
 ) -> None:
@@ -426,6 +491,7 @@ def _read_lines(lines: list[bytes], previous: _Previous) -> None:
     decoder = msgspec.json.Decoder()
     states = previous.states
     details = previous.details
+    reconciled = previous.reconciled
     for line in lines:
         if not line.strip():
             continue
@@ -441,6 +507,7 @@ def _read_lines(lines: list[bytes], previous: _Previous) -> None:
                 if isinstance(serial, str):
                     states[serial] = INFLIGHT
                     details.pop(serial, None)
+                    reconciled.discard(serial)
             continue
         serial = rec.get("serial")
         status = rec.get("status")
@@ -448,11 +515,19 @@ def _read_lines(lines: list[bytes], previous: _Previous) -> None:
             continue
         detail = rec.get("detail")
         detail = detail if isinstance(detail, str) else None
-        if status == "failed" and detail is not None and detail.startswith(NOT_SENT_PREFIX):
+        verdict = rec.get("reconciled")
+        if verdict == NOT_APPLIED or (
+            status == "failed" and detail is not None and detail.startswith(NOT_SENT_PREFIX)
+        ):
             # the server provably did not act: nothing to protect, send it on resume
             states.pop(serial, None)
             details.pop(serial, None)
+            reconciled.discard(serial)
             continue
+        if isinstance(verdict, str):
+            reconciled.add(serial)
+        else:
+            reconciled.discard(serial)
         states[serial] = status
         if status in _KEEP_DETAIL and detail is not None:
             details[serial] = detail

@@ -159,6 +159,11 @@ async def dispatch(ctx: Context, interrupt: Interrupt) -> int:
         from ._config_command import config_show
 
         return config_show(ctx)
+    if command in ("devices.reconcile", "devices.track"):
+        from ._lifecycle import reconcile_command, track_command
+
+        run = reconcile_command if command == "devices.reconcile" else track_command
+        return await run(ctx, interrupt)
     from . import _read
 
     handlers = {

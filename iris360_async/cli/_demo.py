@@ -1,9 +1,12 @@
 """``iris360 demo``: a whole fleet job against the emulator, started in this process.
 
-Steps: start the emulator (seeded fleet, realistic latency, mild faults), log in, discover the
-fleet through the paginator, send ``w_ota=true`` to every device with the bulk engine, print a
-summary. The demo exits 0 when the job ran to its end, even though the fault profile makes a
-few devices end ``rejected`` or ``unknown``: showing those outcomes is the point of the demo.
+Steps: start the emulator (seeded fleet, realistic latency, mild faults, devices that confirm
+commands every 1-10 emulated minutes), log in, discover the fleet through the paginator, send
+``w_ota=true`` to every device with the bulk engine, resolve the ``unknown`` outcomes from the
+devices' command state (``reconcile=True``), speed the emulated clock up and follow a sample
+of the devices while they apply the command, print a summary. The demo exits 0 when the job
+ran to its end, even though the fault profile makes a few devices end ``rejected``: showing
+those outcomes is the point.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from ._output import Output
 from ._progress import OUTCOME_ORDER, JobProgress, progress_enabled
 
 if TYPE_CHECKING:
+    from ..models.devices import Device
     from ..testing import Iris360Emulator, LatencyModel
     from ._commands import Context
+    from ._lifecycle import TrackResult
     from ._runtime import Interrupt
 
 __all__ = ["mild_faults", "run_demo", "start_emulator"]
@@ -34,6 +39,11 @@ LIST_PER_ROW_MS = 0.05  # per row of a page
 BULK_PER_DEVICE_MS = 4.0  # per device of a bulk request (one broker round trip each)
 DEMO_TOKEN_TTL = 12.0  # seconds: the client refreshes at half the lifetime, so every ~6 s
 DEMO_NO_OTA_FRACTION = 0.01  # devices of the legacy type, which rejects w_ota
+DEMO_SYNC_INTERVAL = (60.0, 600.0)  # emulated seconds between two connections of a device
+DEMO_TIME_SCALE = 200.0  # emulated seconds per real second while following the devices
+DEMO_TRACK_DEVICES = 1_000  # devices followed after the job (a seeded sample)
+DEMO_TRACK_INTERVAL = 60.0  # emulated seconds between two sweeps
+DEMO_TRACK_CONCURRENCY = 64
 
 
 def start_emulator(
@@ -45,6 +55,8 @@ def start_emulator(
     port: int = 0,
     token_ttl: float | None = None,
     no_ota_fraction: float | None = None,
+    sync_interval: tuple[float, float] | None = None,
+    time_scale: float = 1.0,
 ) -> Iris360Emulator:
     """An emulator (not started yet: use it with ``async with``).
 
@@ -52,10 +64,13 @@ def start_emulator(
         latency: the simulated processing time of requests.
         token_ttl: access-token lifetime in seconds (default: the emulator's).
         no_ota_fraction: share of devices that reject ``w_ota`` (default: the emulator's).
+        sync_interval: emulated seconds between two connections of a device (its commands
+            are confirmed then); ``None``: devices never confirm.
+        time_scale: emulated seconds per real second.
     """
     from ..testing import Iris360Emulator
 
-    settings: dict[str, Any] = {}
+    settings: dict[str, Any] = {"sync_interval": sync_interval, "time_scale": time_scale}
     if token_ttl is not None:
         settings["token_ttl"] = token_ttl
     if no_ota_fraction is not None:
@@ -66,8 +81,8 @@ def start_emulator(
 
 
 def mild_faults(emu: Iris360Emulator) -> None:
-    """A mild fault profile: occasional rate limits and server errors on the bulk endpoint,
-    rare broker failures per device, occasional rate limits while paginating."""
+    """A mild fault profile: occasional rate limits, server errors and lost answers on the
+    bulk endpoint, rare broker failures per device, occasional rate limits while paginating."""
     from ..testing import FaultProfile
 
     emu.set_faults(
@@ -76,6 +91,7 @@ def mild_faults(emu: Iris360Emulator) -> None:
             retry_after=1,
             error_rate=0.005,
             error_status=503,
+            drop_rate=0.005,
             item_exception_rate=0.0005,
         ),
         endpoint="devices.bulk",
@@ -125,10 +141,10 @@ class DemoLatency:
 
 async def _discover(
     client: Any, progress: JobProgress, interrupt: Interrupt
-) -> tuple[list[str], int] | None:
-    """Every serial of the fleet, through the paginator (``None`` when interrupted)."""
+) -> tuple[list[Device], int] | None:
+    """Every device of the fleet, through the paginator (``None`` when interrupted)."""
     bar = progress.add("discover", None)
-    serials: list[str] = []
+    serials: list[Device] = []
     pages = 0
     try:
         async with client.devices.paginate(
@@ -138,7 +154,7 @@ async def _discover(
                 if pages == 0:
                     progress.set_total(bar, page.count)
                 pages += 1
-                serials.extend(device.serial for device in page.items)
+                serials.extend(page.items)
                 progress.advance(bar, len(page.items))
     except asyncio.CancelledError:
         if not interrupt.consume():
@@ -161,6 +177,7 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
         latency=latency.model(latency.list_row_ms),
         token_ttl=DEMO_TOKEN_TTL,
         no_ota_fraction=DEMO_NO_OTA_FRACTION,
+        sync_interval=DEMO_SYNC_INTERVAL,
     )
     _note(
         ctx,
@@ -187,7 +204,8 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
                         f"iris360: {interrupt.verb} while discovering the fleet\n"
                     )
                     return interrupt.exit_code
-                serials, pages = found
+                devices, pages = found
+                serials = [device.serial for device in devices]
                 discovery = time.perf_counter() - discover_started
                 progress.log(
                     f"discovered {len(serials):,} devices in {pages} pages ({discovery:.1f} s); "
@@ -206,7 +224,14 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
                     progress=progress,
                     interrupt=interrupt,
                     description="w_ota=true",
+                    reconcile=True,
                 )
+                _note_reconciled(progress, result)
+            tracked: TrackResult | None = None
+            if not result.interrupted and args.track_minutes > 0:
+                emu.latency = latency.model(latency.list_row_ms)
+                tracked = await _track(ctx, client, emu, devices, interrupt,
+                                       minutes=args.track_minutes, show=show_progress)
             client_stats = client.stats
         summary = _summary(
             result,
@@ -217,14 +242,84 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
             total_elapsed=time.perf_counter() - started,
             client_stats=client_stats,
             server_stats=emu.stats,
+            tracked=tracked,
         )
     _write_summary(out, summary)
+    if tracked is not None and tracked.interrupted:
+        ctx.stderr.write(f"iris360: {interrupt.verb} while following the devices\n")
+        return interrupt.exit_code
     if result.interrupted:
         ctx.stderr.write(
             f"iris360: {interrupt.verb} after {result.settled:,} of {result.total:,} devices\n"
         )
         return interrupt.exit_code
     return EXIT_OK
+
+
+def _resolved(result: JobResult) -> tuple[int, int]:
+    """Devices reconciliation took out of ``unknown``: (confirmed, re-sent and sent)."""
+    from .._bulk.reconcile import RESEND_DETAIL
+    from .._lifecycle import CONFIRMED_DETAIL
+
+    return result.sent_details[CONFIRMED_DETAIL], result.sent_details[RESEND_DETAIL]
+
+
+def _note_reconciled(progress: JobProgress, result: JobResult) -> None:
+    confirmed, resent = _resolved(result)
+    if confirmed or resent or result.counts.get("unknown"):
+        progress.log(
+            f"reconciled: {confirmed + resent:,} devices that ended unknown resolved from their "
+            f"command state ({confirmed:,} confirmed, {resent:,} re-sent); "
+            f"{result.counts.get('unknown', 0):,} left unknown"
+        )
+
+
+async def _track(
+    ctx: Context,
+    client: Any,
+    emu: Iris360Emulator,
+    devices: list[Device],
+    interrupt: Interrupt,
+    *,
+    minutes: float,
+    show: bool,
+) -> TrackResult:
+    """Follow a seeded sample of the devices that were sent the command, on the emulator's
+    clock sped up to :data:`DEMO_TIME_SCALE`, until they applied it or ``minutes`` emulated
+    minutes passed."""
+    import random
+
+    from .._lifecycle import CommandStateReader, track_commands
+    from ._lifecycle import TrackProgress, TrackResult, follow
+
+    fleet = emu.fleet
+    accepts = {s for i, s in enumerate(fleet.serials) if "w_ota" in fleet.device_type(i).commands}
+    pool = [d for d in devices if d.serial in accepts]  # the legacy type rejects w_ota
+    sample = random.Random(ctx.args.seed).sample(pool, min(DEMO_TRACK_DEVICES, len(pool)))
+    reader = CommandStateReader.for_client(client)
+
+    async def rows() -> Any:
+        for device in sample:
+            yield device
+
+    await reader.preload(rows())
+    emu.clock.set_time_scale(DEMO_TIME_SCALE)  # the job ran in real time; now speed up
+    _note(ctx, f"following {len(sample):,} devices for up to {minutes:g} emulated minutes "
+               f"(devices connect every {DEMO_SYNC_INTERVAL[0] / 60:g}-"
+               f"{DEMO_SYNC_INTERVAL[1] / 60:g} min; the clock runs {DEMO_TIME_SCALE:g}x)")
+    tracked = TrackResult()
+    updates = track_commands(
+        reader, [d.serial for d in sample], DEMO_COMMANDS, until=minutes * 60.0,
+        interval=DEMO_TRACK_INTERVAL, concurrency=DEMO_TRACK_CONCURRENCY, clock=emu.clock,
+    )
+    with TrackProgress(show, ctx.stderr, "applied") as bar:
+        try:
+            await follow(updates, bar, tracked)
+        except asyncio.CancelledError:
+            if not interrupt.consume():
+                raise
+            tracked.interrupted = True
+    return tracked
 
 
 def _summary(
@@ -237,9 +332,18 @@ def _summary(
     total_elapsed: float,
     client_stats: Any,
     server_stats: Any,
+    tracked: TrackResult | None,
 ) -> dict[str, Any]:
     """The demo's numbers: outcomes from the job, request counts from the client's own
     counters (``client.stats``), commands applied from the emulator's."""
+    confirmed, resent = _resolved(result)
+    track: dict[str, Any] | None = None
+    if tracked is not None and tracked.summary is not None:
+        s = tracked.summary
+        track = {
+            "devices": s.total, **s.counts, "emulated_minutes": round(s.elapsed / 60.0, 1),
+            "requests": s.requests, "sweeps": s.sweeps,
+        }
     return {
         "devices": devices,
         "discovered": discovered,
@@ -257,6 +361,9 @@ def _summary(
         "commands_applied": int(server_stats.total_applications()),
         "total_seconds": round(total_elapsed, 2),
         "interrupted": result.interrupted,
+        "reconciled": {"confirmed": confirmed, "resent": resent,
+                       "left_unknown": result.counts.get("unknown", 0)},
+        "tracking": track,
     }
 
 
@@ -290,5 +397,18 @@ def _write_summary(out: Output, summary: dict[str, Any]) -> None:
     )
     table.add_row("logins / refreshes", f"{summary['logins']} / {summary['refreshes']}")
     table.add_row("commands applied (server)", f"{summary['commands_applied']:,}")
+    rec = summary["reconciled"]
+    table.add_row(
+        "unknown resolved",
+        f"{rec['confirmed'] + rec['resent']:,} ({rec['confirmed']:,} confirmed, "
+        f"{rec['resent']:,} re-sent; {rec['left_unknown']:,} left)",
+    )
+    track = summary["tracking"]
+    if track is not None:
+        table.add_row(
+            "applied by the devices",
+            f"{track['applied']:,} of {track['devices']:,} followed in "
+            f"{track['emulated_minutes']:g} emulated min ({track['requests']:,} reads)",
+        )
     table.add_row("total elapsed", f"{summary['total_seconds']:.1f} s")
     out.render(table)

@@ -29,6 +29,8 @@ GLOBAL_OPTIONS_USED: dict[str, tuple[str, ...]] = {
     "completion": ("--debug",),
     "devices.list": _LISTS_ALL,
     "devices.send-commands": GLOBAL_OPTIONS,
+    "devices.reconcile": GLOBAL_OPTIONS,
+    "devices.track": GLOBAL_OPTIONS,
     "entities.list": GLOBAL_OPTIONS,
     "entities.latest": GLOBAL_OPTIONS,
     "timeseries.get": GLOBAL_OPTIONS,

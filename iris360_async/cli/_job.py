@@ -53,6 +53,8 @@ class JobResult:
     the counts and the journal, not in the report file."""
     earlier: Counter[str] = field(default_factory=Counter)
     """Serials skipped because the journal settled them, by the status they ended with then."""
+    sent_details: Counter[str] = field(default_factory=Counter)
+    """``sent`` outcomes with a detail (reconciliation: confirmed, re-sent), by detail."""
 
     @property
     def settled(self) -> int:
@@ -130,6 +132,8 @@ def _count(result: JobResult, outcome: Any) -> str:
     """Count ``outcome`` in ``result`` (counts, earlier runs, problems); returns its status."""
     status = _status_name(outcome.status)
     result.counts[status] += 1
+    if status == "sent" and outcome.detail:
+        result.sent_details[outcome.detail] += 1
     if status in PROBLEM_STATUSES:
         result.problems.add(status, outcome.detail, outcome.serial)
         return status
@@ -168,6 +172,7 @@ async def run_job(
     interrupt: Interrupt,
     secrets: Iterable[str | None] = (),
     description: str = "commands",
+    reconcile: bool = False,
 ) -> JobResult:
     """Send ``commands`` to ``serials`` through ``client.devices.stream_commands``.
 
@@ -202,6 +207,8 @@ async def run_job(
             kwargs["journal_force"] = True
     if resend:
         kwargs["resend"] = tuple(resend)
+    if reconcile:
+        kwargs["reconcile"] = True
     bar = progress.add(description, total)
     started = time.perf_counter()
     try:

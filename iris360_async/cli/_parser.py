@@ -14,6 +14,7 @@ from typing import Any
 from ._argparse import Parser, non_negative_float, positive_int
 from ._fields import CONNECTOR_FIELDS, DEVICE_FIELDS, ENTITY_FIELDS, FieldSet
 from ._global_options import GLOBAL_OPTIONS, GLOBAL_OPTIONS_USED, add_global_options, why_not
+from ._lifecycle_parser import add_lifecycle_commands
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -224,9 +225,10 @@ def _add_demo(sub: Any) -> None:
         description="Start the IRIS360 emulator in this process (a seeded fleet, realistic "
         "latency, a mild fault profile with a few rejected devices and rate limits), discover "
         "the fleet through the paginator, send w_ota=true to every device with the bulk "
-        "engine, and print a summary.\n\n"
+        "engine, resolve the devices whose outcome was unknown from their command state, "
+        "follow a sample of devices while they apply the command, and print a summary.\n\n"
         "The demo exits 0 when the job ran to the end, even though the fault profile makes a "
-        "few devices end 'rejected' or 'unknown': showing those outcomes is part of the demo.",
+        "few devices end 'rejected': showing those outcomes is part of the demo.",
         epilog="""\
 examples:
   iris360 demo
@@ -265,6 +267,14 @@ examples:
     _concurrency_option(p)
     p.add_argument(
         "--seed", type=int, metavar="N", default=1, help="fleet and fault seed (default 1)"
+    )
+    p.add_argument(
+        "--track-minutes",
+        type=non_negative_float,
+        metavar="MIN",
+        default=15.0,
+        help="after the job, follow a sample of the devices for this many emulated minutes "
+        "(the emulated clock then runs 200 times faster; default 15; 0 to skip)",
     )
     _progress_option(p)
 
@@ -463,6 +473,7 @@ lines starting with # are ignored.
         help="dry-run estimate: server time per device in ms (default 20)",
     )
     _progress_option(p)
+    add_lifecycle_commands(dsub, _leaf, _concurrency_option, _progress_option)
 
 
 def _add_entities(sub: Any) -> None:

@@ -4,7 +4,7 @@ unknown fields; requests omit the fields left unset."""
 from __future__ import annotations
 
 from .auth import LoginRequest, RefreshRequest, TokenPair
-from .bulk import CommandOutcome, CommandReport, CommandStatus, ProgressStats
+from .bulk import CommandOutcome, CommandReport, CommandStatus, ProgressStats, Reconciliation
 from .common import Page
 from .connectors import (
     ConnectorModelsUpdate,
@@ -71,6 +71,7 @@ __all__ = [
     "OutConnector",
     "Page",
     "ProgressStats",
+    "Reconciliation",
     "RefreshRequest",
     "SimpleOutConnector",
     "TimeScope",

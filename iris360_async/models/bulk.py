@@ -36,6 +36,7 @@ __all__ = [
     "CommandReport",
     "CommandStatus",
     "ProgressStats",
+    "Reconciliation",
 ]
 
 
@@ -138,6 +139,30 @@ def estimate_eta(total: int | None, settled: int, elapsed: float, done: bool) ->
     return max(total - settled, 0) * elapsed / settled
 
 
+class Reconciliation(msgspec.Struct):
+    """What reconciling a job's ``unknown`` serials did (``send_commands(reconcile=True)``,
+    ``devices.reconcile``; the rules: docs/bulk.md, "What happened to every device").
+
+    Attributes:
+        looked_up: serials that were ``unknown`` and had their command state read.
+        confirmed: serials the command state showed had the command: now ``sent``.
+        resent: serials the command state showed were not applied, sent again (each listed
+            once, even when sent again twice); their outcome is that of the re-send.
+        unresolved: serials left ``unknown`` (a mixed or unreadable state, or a re-send that
+            was itself ``unknown`` after the last round).
+        reads: read requests made: a device look-up once per serial (none when the reader
+            knows its entity), then one entity read per serial and round.
+        rounds: rounds of reads.
+    """
+
+    looked_up: int = 0
+    confirmed: list[str] = msgspec.field(default_factory=list)
+    resent: list[str] = msgspec.field(default_factory=list)
+    unresolved: int = 0
+    reads: int = 0
+    rounds: int = 0
+
+
 class CommandReport:
     """The result of a bulk command job.
 
@@ -162,6 +187,8 @@ class CommandReport:
             ``skipped`` outcomes, marked by ``earlier`` (the earlier status) and a detail
             ``"already <status> in journal: <earlier detail>"``. Kept by ``send_commands``
             only, like ``failures``.
+        reconciliation: what reconciling the ``unknown`` serials did (``None``: the job did
+            not reconcile). A reconciled serial's outcome replaces its ``unknown`` one.
     """
 
     __slots__ = (
@@ -175,6 +202,7 @@ class CommandReport:
         "failures",
         "previous_counts",
         "previous_failures",
+        "reconciliation",
         "requests",
         "retried_chunks",
         "sent",
@@ -199,6 +227,7 @@ class CommandReport:
         self.chunks = 0
         self.retried_chunks = 0
         self.stopped_reason: str | None = None
+        self.reconciliation: Reconciliation | None = None
         self._index: dict[str, CommandOutcome] | None = None
 
     # -- building (engine side) --------------------------------------------------------------
@@ -245,6 +274,37 @@ class CommandReport:
         self.previous_counts[earlier._value_] += 1
         if keep and earlier in FAILURE_STATUSES:
             self.previous_failures.append(outcome)
+
+    def _replace(
+        self, pairs: list[tuple[CommandOutcome, CommandOutcome]], *, keep: bool
+    ) -> None:
+        """Replace settled outcomes: ``(old, new)`` pairs, ``old`` an ``unknown`` outcome or a
+        ``skipped`` one with ``earlier`` (reconciliation). ``keep=False``: counts only."""
+        if not pairs:
+            return
+        gone: set[str] = set()
+        for old, _ in pairs:
+            self.counts[old.status._value_] -= 1
+            if old.earlier is not None:
+                self.previous_counts[old.earlier._value_] -= 1
+            gone.add(old.serial)
+        if keep:
+            self.failures = [
+                o for o in self.failures
+                if not (o.serial in gone and o.status is CommandStatus.UNKNOWN)
+            ]
+            self.previous_failures = [o for o in self.previous_failures if o.serial not in gone]
+            kept = [
+                i for i, (serial, earlier) in enumerate(
+                    zip(self._skipped, self._skipped_earlier, strict=True)
+                )
+                if earlier is None or serial not in gone
+            ]
+            if len(kept) != len(self._skipped):
+                self._skipped = [self._skipped[i] for i in kept]
+                self._skipped_detail = [self._skipped_detail[i] for i in kept]
+                self._skipped_earlier = [self._skipped_earlier[i] for i in kept]
+        self._record([new for _, new in pairs], keep=keep)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -356,6 +416,8 @@ class CommandReport:
                 for o in self.previous_failures
             ],
         }
+        if self.reconciliation is not None:
+            data["reconciliation"] = msgspec.structs.asdict(self.reconciliation)
         if include_sent:
             data["sent"] = list(self.sent)
         return data

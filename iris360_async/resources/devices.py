@@ -7,6 +7,7 @@ import os
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
+    AsyncIterator,
     Awaitable,
     Callable,
     Collection,
@@ -14,6 +15,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeAlias
 
@@ -23,12 +25,20 @@ import msgspec
 
 from .. import _otel
 from .._bulk import CancelCallback, CommandDispatcher, JobOptions, ProgressCallback
-from .._bulk.journal import JournalTarget
+from .._bulk.journal import JournalTarget, read_previous
 from .._bulk.options import DEFAULT_MAX_CONCURRENCY, Concurrency
 from .._bulk.pacer import AnsweredItems
+from .._bulk.reconcile import (
+    RESEND_ROUNDS,
+    Reconciler,
+    journal_values,
+    reconcile_journal,
+)
 from .._config import NOT_GIVEN, NotGiven, Timeout
+from .._lifecycle import CommandStateReader, EntityLocator, TrackUpdate, entity_for
+from .._lifecycle import track_commands as _track
 from .._pagination import AsyncPaginator, FetchPage
-from .._retry import RetryPolicy
+from .._retry import Clock, RetryPolicy
 from .._validation import (
     validate_commands,
     validate_page_size,
@@ -299,14 +309,23 @@ class DevicesResource(APIResource):
 
         return send
 
-    def _dispatcher(
-        self, commands: Mapping[str, Any], options: JobOptions, call: Mapping[str, Any]
-    ) -> CommandDispatcher:
-        checked = validate_commands(commands)
+    def _target(self) -> JournalTarget:
         config = self._config
-        target = JournalTarget.of(config.base_url, config.tenant, config.scope)
+        return JournalTarget.of(config.base_url, config.tenant, config.scope)
+
+    def _dispatcher(
+        self,
+        commands: Mapping[str, Any],
+        options: JobOptions,
+        call: Mapping[str, Any],
+        reconcile: bool,
+    ) -> CommandDispatcher | Reconciler:
+        checked = validate_commands(commands)
         sender = self.bulk_sender(checked, **call)
-        return CommandDispatcher(sender, checked, options, journal_target=target)
+        if reconcile:
+            reader = CommandStateReader.for_client(self._client)
+            return Reconciler(sender, checked, options, reader, journal_target=self._target())
+        return CommandDispatcher(sender, checked, options, journal_target=self._target())
 
     def _job_trace(self, options: JobOptions) -> _otel.BulkTrace | None:
         instruments = _otel.INSTRUMENTS
@@ -342,6 +361,7 @@ class DevicesResource(APIResource):
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
         total: int | None = None,
+        reconcile: bool = False,
         timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -360,6 +380,13 @@ class DevicesResource(APIResource):
         counted by itself). ``timeout``, ``max_retries`` and
         ``retry_policy`` apply to each request of the job (see :meth:`send_commands_bulk`).
 
+        ``reconcile=True``: once the job read its whole input, every serial that ended
+        ``unknown`` is looked up in the command state its send left on the device's entity
+        (at most two reads each): confirmed -> ``sent`` ("confirmed from command state"); not
+        applied -> sent again (at most twice); mixed or unreadable -> stays ``unknown`` with
+        the reason. ``report.reconciliation`` says what it did (docs/bulk.md, "What happened
+        to every device").
+
         Raises:
             TypeError, ValueError: bad ``commands`` or options (nothing is sent).
 
@@ -370,7 +397,7 @@ class DevicesResource(APIResource):
         """
         options = JobOptions.from_arguments(locals())
         call = {"timeout": timeout, "max_retries": max_retries, "retry_policy": retry_policy}
-        dispatcher = self._dispatcher(commands, options, call)
+        dispatcher = self._dispatcher(commands, options, call, reconcile)
         job = self._job_trace(options)
         if job is None:
             return await dispatcher.run(serials)
@@ -409,6 +436,7 @@ class DevicesResource(APIResource):
         progress_interval: float = 0.1,
         on_cancel: CancelCallback | None = None,
         total: int | None = None,
+        reconcile: bool = False,
         timeout: Timeout | float | NotGiven | None = NOT_GIVEN,
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -416,7 +444,9 @@ class DevicesResource(APIResource):
         """Like :meth:`send_commands`, yielding each serial's outcome as its chunk settles.
 
         ``commands`` and the options (``timeout``, ``max_retries`` and ``retry_policy`` for
-        each request included) are checked at once, before anything is sent.
+        each request included) are checked at once, before anything is sent. With
+        ``reconcile=True`` the ``unknown`` outcomes are held back until reconciled, so each
+        serial is still yielded once, with its final outcome (the reconciled ones last).
 
         Example:
             >>> async for outcome in iris.devices.stream_commands(serials, {"w_ota": True}):
@@ -424,13 +454,113 @@ class DevicesResource(APIResource):
         """
         options = JobOptions.from_arguments(locals())
         call = {"timeout": timeout, "max_retries": max_retries, "retry_policy": retry_policy}
-        dispatcher = self._dispatcher(commands, options, call)
+        dispatcher = self._dispatcher(commands, options, call, reconcile)
         job = self._job_trace(options)
         if job is None:
             return dispatcher.stream(serials)
         tokens = self._transport.tokens
         return _otel.traced_stream(
-            dispatcher.stream(serials), job, dispatcher.report, lambda: tokens.refreshes
+            dispatcher.stream(serials), job, lambda: dispatcher.report, lambda: tokens.refreshes
+        )
+
+    # -- what happened to every device --------------------------------------------------------
+
+    async def reconcile(
+        self,
+        journal: str | os.PathLike[str],
+        commands: Mapping[str, Any] | None = None,
+        *,
+        resend: bool = True,
+        chunk_size: int = 100,
+        concurrency: int = 16,
+        journal_force: bool = False,
+        entity: EntityLocator = entity_for,
+    ) -> CommandReport:
+        """Resolve the ``unknown`` serials of an earlier or killed job from its journal.
+
+        Serials the journal leaves ``unknown`` or in flight are looked up in their command
+        state and settled as ``send_commands(reconcile=True)`` does; each verdict is
+        journaled, under the journal's lock.
+
+        Args:
+            journal: the job's journal.
+            commands: the commands that job sent; default: those its journal records.
+            resend: send the not-applied ones again (else they end ``failed``, and a resume
+                of the job sends them).
+            chunk_size: serials per re-send request.
+            concurrency: re-send requests in flight, and reads in flight.
+            journal_force: as for ``send_commands``.
+            entity: ``Device -> EntityRef`` (the inferred main-entity mapping by default).
+
+        Returns:
+            A report with one outcome per serial looked up, and ``report.reconciliation``.
+
+        Example:
+            >>> report = await iris.devices.reconcile("job.jsonl")
+            >>> report.counts["unknown"]
+        """
+        values = journal_values(journal, commands)
+        options = JobOptions(
+            chunk_size=chunk_size, concurrency=concurrency, journal=journal,
+            journal_force=journal_force,
+        )
+        reader = CommandStateReader.for_client(self._client, entity=entity)
+        reconciler = Reconciler(
+            self.bulk_sender(values), values, options, reader, journal_target=self._target(),
+            rounds=RESEND_ROUNDS if resend else 0,
+        )
+        return await reconcile_journal(reconciler)
+
+    def track_commands(
+        self,
+        serials: Iterable[str] | None = None,
+        commands: Mapping[str, Any] | None = None,
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        until: float | datetime | None = None,
+        interval: float = 60.0,
+        concurrency: int = 16,
+        entity: EntityLocator = entity_for,
+        clock: Clock | None = None,
+    ) -> AsyncIterator[TrackUpdate]:
+        """Follow devices until they have applied ``commands``: an async iterator of
+        :class:`~iris360_async.TrackUpdate` (the devices that changed, and a running summary
+        of ``applied`` / ``pending`` / ``superseded`` / ``unreadable``).
+
+        Give ``serials``, or ``journal`` (its ``sent`` serials, and by default its commands).
+        Each sweep reads the devices not done yet (``concurrency`` reads at once; a device's
+        first read costs two requests, later ones one); sweeps start ``interval`` seconds
+        apart; tracking ends when every device is done or at ``until`` (seconds from now or
+        an aware datetime).
+
+        Args:
+            clock: where time comes from (default: the client's; an emulator's ``emu.clock``
+                follows emulated time).
+
+        Raises:
+            TypeError, ValueError: bad arguments, or both or neither of serials and journal.
+
+        Example:
+            >>> async for update in iris.devices.track_commands(journal="job.jsonl",
+            ...                                                  until=1800):
+            ...     print(update.summary.applied, "applied")
+        """
+        if (serials is None) == (journal is None):
+            raise TypeError("give serials or journal (one of them)")
+        if journal is not None:
+            values = journal_values(journal, commands)
+            states = read_previous(journal, values, target=self._target())
+            serials = [s for s, state in states.items() if state == "sent"]
+        elif commands is None:
+            raise TypeError("commands are needed when tracking serials")
+        else:
+            values = validate_commands(commands)
+        assert serials is not None
+        reader = CommandStateReader.for_client(self._client, entity=entity)
+        return _track(
+            reader, serials, values, until=until, interval=interval,
+            concurrency=concurrency,
+            clock=clock if clock is not None else self._transport.clock,
         )
 
     # -- import -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class EmulatorClock:
             ``time_scale`` times faster.
     """
 
-    __slots__ = ("_frozen", "_offset", "_origin", "_scale")
+    __slots__ = ("_advanced", "_frozen", "_offset", "_origin", "_scale")
 
     def __init__(self, start: float | None = None, *, time_scale: float = 1.0) -> None:
         if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale)
@@ -42,6 +42,7 @@ class EmulatorClock:
             raise ValueError("time_scale must be a positive finite number")
         self._frozen = start
         self._offset = 0.0
+        self._advanced = 0.0  # the sum of advance() calls
         self._scale = float(time_scale)
         self._origin = time.time()
 
@@ -59,6 +60,20 @@ class EmulatorClock:
         if seconds < 0:
             raise ValueError("the emulator clock only moves forward")
         self._offset += seconds
+        self._advanced += seconds
+
+    def set_time_scale(self, time_scale: float) -> None:
+        """Run the clock ``time_scale`` times faster than real time from now on (the current
+        instant is kept; a frozen clock only records the value). A demo can send commands at
+        real speed, then let the devices confirm them in accelerated time."""
+        if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale)
+                and time_scale > 0):
+            raise ValueError("time_scale must be a positive finite number")
+        now = self.now()
+        self._origin = time.time()
+        self._scale = float(time_scale)
+        if self._frozen is None:
+            self._offset = now - self._origin
 
     @property
     def frozen(self) -> bool:
@@ -73,9 +88,9 @@ class EmulatorClock:
     def real_speed(self) -> EmulatorClock:
         """This clock at real speed: same instant now, moved by the same :meth:`advance` calls,
         but one emulated second per real second (token lifetimes use it, so a client's JWT
-        ``exp`` arithmetic stays right under ``time_scale``). The clock itself when
-        ``time_scale`` is 1 or the clock is frozen."""
-        if self._scale == 1.0 or self._frozen is not None:
+        ``exp`` arithmetic stays right under ``time_scale``, also after
+        :meth:`set_time_scale`). The clock itself when it is frozen."""
+        if self._frozen is not None:
             return self
         return _RealSpeed(self)
 
@@ -108,10 +123,10 @@ class _RealSpeed(EmulatorClock):
     def __init__(self, base: EmulatorClock) -> None:
         super().__init__()
         self._base = base
-        self._start = base.now() - base._offset - time.time()  # emulated minus wall, unmoved
+        self._start = base.now() - base._advanced - time.time()  # emulated minus wall, unmoved
 
     def now(self) -> float:
-        return time.time() + self._start + self._base._offset
+        return time.time() + self._start + self._base._advanced
 
     def advance(self, seconds: float) -> None:
         self._base.advance(seconds)
