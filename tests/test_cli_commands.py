@@ -355,7 +355,7 @@ def test_emulator_command_serves_until_interrupted(cli: InProcess) -> None:
 def test_demo_runs_a_small_fleet_and_exits_0() -> None:
     """Smoke test: ``python -m iris360_async.cli demo`` as a real process."""
     result = run_process("demo", "--devices", "400", "--latency-ms", "0", "--format", "json",
-                         env={})  # fmt: skip
+                         "--track-minutes", "0", env={})  # fmt: skip
     assert result.returncode == 0, result.stderr
     (summary,) = json_lines(result.stdout)
     counts = summary["counts"]
@@ -370,7 +370,7 @@ def test_demo_runs_a_small_fleet_and_exits_0() -> None:
 def test_demo_table_summary_and_forced_progress_bars(cli: InProcess) -> None:
     result = cli(
         "demo", "--devices", "150", "--latency-ms", "0", "--faults", "none",
-        "--progress", "always", env={},
+        "--progress", "always", "--track-minutes", "0", env={},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for word in ("sent", "rejected", "unknown", "devices/s", "retries", "refreshes", "elapsed"):
