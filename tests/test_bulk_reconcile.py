@@ -336,3 +336,114 @@ async def test_cancelled_while_reconciling_calls_on_cancel_once(streaming: bool)
     assert len(cancelled) == 1
     assert cancelled[0].stopped_reason == "cancelled"
     assert cancelled[0].counts["unknown"] == 3  # none decided yet
+
+
+async def test_a_stopped_stream_yields_its_unknown_serials_as_they_stand() -> None:
+    fleet = Fleet({s: ["drop"] for s in serials_(4)})
+    outcomes = [o async for o in stream_commands(
+        fleet.send, serials_(4), COMMANDS, chunk_size=1, concurrency=1, max_failures=2,
+        reconcile_with=fleet.reader())]
+    assert [o.status for o in outcomes] == [CommandStatus.UNKNOWN] * 2
+    assert len({o.serial for o in outcomes}) == 2
+    assert not fleet.reads  # a stopped job is not reconciled
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_progress_says_how_many_serials_are_being_reconciled(streaming: bool) -> None:
+    fleet = Fleet({"SN0001": ["drop"], "SN0004": ["lost"], "SN0006": ["drop"]})
+    seen: list[ProgressStats] = []
+    reading: list[int] = []
+    fleet.on_read = lambda serial: reading.append(len(seen))
+    kwargs: dict[str, Any] = {"chunk_size": 1, "concurrency": 2, "on_progress": seen.append,
+                              "reconcile_with": fleet.reader()}
+    if streaming:
+        async for _ in stream_commands(fleet.send, serials_(8), COMMANDS, **kwargs):
+            pass
+    else:
+        await send_commands(fleet.send, serials_(8), COMMANDS, **kwargs)
+    marked = [i for i, s in enumerate(seen) if s.reconciling]
+    assert len(marked) == 1
+    stats = seen[marked[0]]
+    assert stats.reconciling == 3
+    assert not stats.done
+    assert stats.settled == 8  # every chunk settled; three of them wait for their verdict
+    assert reading
+    assert min(reading) == marked[0] + 1  # said before the first read
+    assert seen[-1].done
+    assert seen[-1].reconciling == 0
+    assert seen[-1].counts["unknown"] == 0
+    assert [s.done for s in seen].count(True) == 1
+
+
+class HeldReads(Fleet):
+    """A fleet whose reads each take a few scheduler turns, counting reads in flight."""
+
+    def __init__(self, plan: dict[str, list[str]]) -> None:
+        super().__init__(plan)
+        self.in_flight = 0
+        self.peak = 0
+        self.limit: Any = None  # () -> the limit reads are under, if any
+        self.over_limit = 0
+
+    async def find_device(self, serial: str) -> Device | None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.limit is not None and self.in_flight > self.limit():
+            self.over_limit += 1
+        try:
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            return await super().find_device(serial)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_reads_under_a_fixed_concurrency_use_all_of_it() -> None:
+    fleet = HeldReads({s: ["drop"] for s in serials_(40)})
+    report = await send_commands(fleet.send, serials_(40), COMMANDS, chunk_size=40,
+                                 concurrency=16, reconcile_with=fleet.reader())
+    assert report.counts["sent"] == 40
+    assert fleet.peak == 16
+
+
+async def test_reads_under_auto_follow_the_jobs_adaptive_limit() -> None:
+    fleet = HeldReads({s: ["drop"] for s in serials_(40)})
+    reconciler = Reconciler(fleet.send, COMMANDS,
+                            JobOptions(chunk_size=40, concurrency="auto", max_concurrency=16),
+                            fleet.reader())
+    fleet.limit = lambda: reconciler._pacer.limit.limit  # type: ignore[union-attr]
+    report = await reconciler.run(serials_(40))
+    assert report.counts["sent"] == 40
+    assert report.reconciliation is not None
+    assert len(report.reconciliation.confirmed) == 40
+    # the job's one lost answer halved its limit; the reads start there and grow it slowly,
+    # never above it, where max_concurrency alone would allow 16 of them
+    assert fleet.over_limit == 0
+    assert 1 <= fleet.peak < 16
+
+
+async def test_paced_reads_feed_the_limit_and_back_off_on_overload() -> None:
+    from iris360_async._bulk.pacer import Pacer
+    from iris360_async._bulk.reconcile import PacedReads
+    from iris360_async._pacing import AdaptiveLimit
+    from iris360_async._retry import ManualClock
+
+    clock = ManualClock()
+    pacer = Pacer(AdaptiveLimit(max_limit=32, initial=8), clock)
+    reads = PacedReads(pacer, clock)
+    async with reads.request():
+        assert pacer.limit.in_flight == 1
+    assert pacer.limit.in_flight == 0
+    assert pacer.limit.limit == 8
+    overloaded = errors.status_error_class(503)(
+        "GET /entities -> 503", status=503, method="GET", url="http://127.0.0.1/entities")
+    with pytest.raises(errors.APIStatusError):
+        async with reads.request():
+            raise overloaded
+    assert pacer.limit.in_flight == 0
+    assert pacer.limit.limit == 4  # multiplicative decrease
+    with pytest.raises(errors.NotFoundError):  # not a load signal
+        async with reads.request():
+            raise errors.status_error_class(404)(
+                "GET /entities -> 404", status=404, method="GET", url="http://127.0.0.1/e")
+    assert pacer.limit.limit == 4

@@ -257,6 +257,12 @@ class CommandDispatcher:
         return self.options.workers
 
     @property
+    def pacer(self) -> Pacer | None:
+        """The gate of the adaptive limit under ``concurrency="auto"`` (``None`` otherwise);
+        reconciliation reads through it after the job."""
+        return self._pacer
+
+    @property
     def latency(self) -> float | None:
         """Smoothed latency of recent answered requests, seconds (``None`` before the
         first)."""

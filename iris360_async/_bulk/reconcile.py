@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -26,6 +26,7 @@ import msgspec
 
 from .._lifecycle import CONFIRMED_DETAIL, CommandStateReader, Verdict, reconcile
 from .._lifecycle.reconcile import OnVerdict
+from .._pacing import AdaptiveLimit
 from .._retry import Clock, SystemClock
 from .._validation import validate_commands
 from ..models.bulk import (
@@ -39,11 +40,13 @@ from .engine import CommandDispatcher, SendChunk
 from .intake import check_input
 from .journal import INFLIGHT, Journal, JournalTarget, journal_commands
 from .options import JobOptions
+from .pacer import Pacer
 from .planner import body_base_size
 
 __all__ = [
     "RESEND_DETAIL",
     "RESEND_ROUNDS",
+    "PacedReads",
     "Reconciler",
     "journal_values",
     "read_concurrency",
@@ -57,23 +60,47 @@ RESEND_ROUNDS = 2
 RESEND_DETAIL = "re-sent: the command state showed the first send was not applied"
 """The detail of a ``sent`` outcome that came from a re-send."""
 
-DEFAULT_READS = 16
-"""Reads in flight when the job's ``concurrency`` is not a number."""
-
 _UNKNOWN = CommandStatus.UNKNOWN
 _SENT = CommandStatus.SENT
 
 
 def read_concurrency(options: JobOptions) -> int:
-    """Reads in flight while reconciling: the job's ``concurrency``.
+    """Reads in flight while reconciling, at most: the job's ``concurrency``, or under
+    ``"auto"`` its ``max_concurrency`` -- there the job's adaptive limit (:class:`PacedReads`)
+    decides how many of them are in flight."""
+    return options.workers
 
-    This is the one place where reconciliation asks how hard it may read: an adaptive
-    (``"auto"``) limiter, when the engine has one, plugs in here.
+
+class PacedReads:
+    """Reads under a job's ``concurrency="auto"`` limit (a :class:`~.._lifecycle.ReadGate`).
+
+    Each read request waits for a slot of the adaptive limit (and for a ``Retry-After``
+    pause), and what it met feeds the limit like a bulk request does: its latency, a 429 /
+    503 / 504 or a lost answer (multiplicative decrease), ``Retry-After``. So reads start at
+    the concurrency the job found the server could take, and back off when it struggles.
     """
-    value: object = options.concurrency
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return DEFAULT_READS
+
+    __slots__ = ("_clock", "pacer")
+
+    def __init__(self, pacer: Pacer, clock: Clock) -> None:
+        self.pacer = pacer
+        self._clock = clock
+
+    @asynccontextmanager
+    async def request(self) -> AsyncIterator[None]:
+        pacer = self.pacer
+        clock = self._clock
+        await pacer.acquire()
+        started = clock.monotonic()
+        try:
+            yield
+        except Exception as exc:
+            pacer.observe(clock.monotonic() - started, exc)
+            raise
+        else:
+            pacer.observe(clock.monotonic() - started, None)
+        finally:
+            pacer.release()
 
 
 def _held(outcome: CommandOutcome, journal: Journal | None) -> bool:
@@ -128,6 +155,7 @@ class Reconciler:
         self.requests = 0  # re-send requests
         self.chunks = 0
         self._used = False
+        self._pacer: Pacer | None = None  # the job's, under concurrency="auto"
 
     # -- the job ---------------------------------------------------------------------------
 
@@ -139,6 +167,7 @@ class Reconciler:
         with self._journal() as journal:
             first = self._dispatcher(journal, progress=progress)
             report = self.report = first.report
+            self._pacer = first.pacer
             try:
                 await first.run(serials)
                 held = [
@@ -146,7 +175,7 @@ class Reconciler:
                     if _held(o, journal)
                 ]
                 try:
-                    pairs = await self._settle(held, report, journal)
+                    pairs = await self._settle(held, report, journal, progress)
                 except anyio.get_cancelled_exc_class():
                     self._cancelled(report)
                     raise
@@ -170,6 +199,7 @@ class Reconciler:
         with self._journal() as journal:
             first = self._dispatcher(journal, progress=progress)
             self.report = first.report
+            self._pacer = first.pacer
             held: list[CommandOutcome] = []
             try:
                 async with aclosing(first.stream(serials)) as outcomes:
@@ -180,14 +210,15 @@ class Reconciler:
                             yield outcome
                 report = first.report
                 try:
-                    pairs = await self._settle(held, report, journal)
+                    pairs = await self._settle(held, report, journal, progress)
                 except anyio.get_cancelled_exc_class():
                     self._cancelled(report)
                     raise
                 report._replace(pairs, keep=False)
             finally:
                 await progress.finish(first.report)
-            for _, outcome in pairs:
+            # a job that stopped early reconciles nothing: its held outcomes are final
+            for outcome in [new for _, new in pairs] if pairs else held:
                 yield outcome
 
     def _cancelled(self, report: CommandReport) -> None:
@@ -198,13 +229,19 @@ class Reconciler:
             self.options.on_cancel(report)
 
     async def _settle(
-        self, held: list[CommandOutcome], report: CommandReport, journal: Journal | None
+        self,
+        held: list[CommandOutcome],
+        report: CommandReport,
+        journal: Journal | None,
+        progress: _FinalProgress,
     ) -> list[tuple[CommandOutcome, CommandOutcome]]:
-        """The ``(held, final)`` pairs of the held outcomes (themselves when the job stopped
-        early); the reconciliation and the re-sends' requests are added to ``report``."""
+        """The ``(held, final)`` pairs of the held outcomes (none when the job stopped early:
+        the held outcomes stand); the reconciliation and the re-sends' requests are added to
+        ``report``, and progress says how many serials are being reconciled."""
         report.reconciliation = self.reconciliation
         if not held or report.stopped_reason is not None:
             return []
+        await progress.reconciling(len(held))
         final = await self.resolve([o.serial for o in held], journal)
         report.requests += self.requests
         report.chunks += self.chunks
@@ -232,7 +269,7 @@ class Reconciler:
             verdicts = await reconcile(
                 self._reader, todo, self._commands,
                 concurrency=read_concurrency(self.options),
-                on_verdict=_journaler(journal),
+                on_verdict=_journaler(journal), gate=self._read_gate(),
             )
             stats.reads += self._reader.requests - before
             again: list[str] = []
@@ -272,6 +309,16 @@ class Reconciler:
         return list(report.outcomes())
 
     # -- plumbing --------------------------------------------------------------------------
+
+    def _read_gate(self) -> PacedReads | None:
+        """Under ``concurrency="auto"``: the job's adaptive limit (a limit of its own when
+        there was no job, as for a journal of an earlier one); else ``None``."""
+        if not self.options.auto:
+            return None
+        if self._pacer is None:
+            limit = AdaptiveLimit(max_limit=self.options.max_concurrency)
+            self._pacer = Pacer(limit, self._clock)
+        return PacedReads(self._pacer, self._clock)
 
     def _journal(self) -> _JournalScope:
         opts = self.options
@@ -349,6 +396,12 @@ class _FinalProgress:
             self._last = stats
             stats = msgspec.structs.replace(stats, done=False)
         await self._call(stats)
+
+    async def reconciling(self, serials: int) -> None:
+        """Say that the job sent everything and now reconciles ``serials`` serials."""
+        if self._last is not None and not self._done:
+            await self._call(msgspec.structs.replace(
+                self._last, done=False, reconciling=serials))
 
     async def finish(self, report: CommandReport) -> None:
         if self._done or self._last is None:

@@ -13,7 +13,14 @@ Both read the state a command leaves on the device's main entity (``pending`` /
 
 from __future__ import annotations
 
-from .reader import CommandStateReader, EntityLocator, FindDevice, ReadCommands, StateUnreadable
+from .reader import (
+    CommandStateReader,
+    EntityLocator,
+    FindDevice,
+    ReadCommands,
+    ReadGate,
+    StateUnreadable,
+)
 from .reconcile import reconcile
 from .rules import (
     CONFIRMED_DETAIL,
@@ -36,6 +43,7 @@ __all__ = [
     "EntityRef",
     "FindDevice",
     "ReadCommands",
+    "ReadGate",
     "StateUnreadable",
     "TrackState",
     "TrackSummary",

@@ -12,7 +12,8 @@ HTTP, and a client binds them with :meth:`CommandStateReader.for_client`:
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
-from typing import TYPE_CHECKING
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..errors import Iris360Error, NotFoundError
 from ..models.devices import Device
@@ -27,8 +28,11 @@ __all__ = [
     "EntityLocator",
     "FindDevice",
     "ReadCommands",
+    "ReadGate",
     "StateUnreadable",
 ]
+
+T = TypeVar("T")
 
 FindDevice = Callable[[str], Awaitable[Device | None]]
 ReadCommands = Callable[[EntityRef, Sequence[str]], Awaitable[Sequence[EntityAttribute]]]
@@ -37,6 +41,18 @@ EntityLocator = Callable[[Device], EntityRef | None]
 SEARCH_PAGE = 100
 """Rows read by the one request that looks a serial up (``devices.paginate`` has no exact
 serial filter; its ``search`` matches substrings, so the exact serial is picked out)."""
+
+
+class ReadGate(Protocol):
+    """Admission for read requests: ``async with gate.request(): ...`` around each one.
+
+    The bulk engine's ``concurrency="auto"`` limiter is one (reads wait for a slot of the
+    job's adaptive limit, and what they meet -- latency, 429/503/504 -- feeds it back).
+    """
+
+    def request(self) -> AbstractAsyncContextManager[object]:
+        """Wait for a slot; the block is one request (its exception, if any, passes through)."""
+        ...
 
 
 class StateUnreadable(Exception):
@@ -140,8 +156,19 @@ class CommandStateReader:
                 learnt += 1
         return learnt
 
-    async def locate(self, serial: str) -> EntityRef:
+    async def _request(self, gate: ReadGate | None, call: Callable[[], Awaitable[T]]) -> T:
+        """One read request, counted, through ``gate`` when given."""
+        self.requests += 1
+        if gate is None:
+            return await call()
+        async with gate.request():
+            return await call()
+
+    async def locate(self, serial: str, *, gate: ReadGate | None = None) -> EntityRef:
         """The entity of ``serial`` (one request the first time, none afterwards).
+
+        Args:
+            gate: admits the request (:class:`ReadGate`); none: the caller bounds reads.
 
         Raises:
             StateUnreadable: no such device, no entity, or the look-up failed.
@@ -149,9 +176,8 @@ class CommandStateReader:
         ref = self._located.get(serial)
         if ref is not None:
             return ref
-        self.requests += 1
         try:
-            device = await self._find_device(serial)
+            device = await self._request(gate, lambda: self._find_device(serial))
         except Iris360Error as exc:
             raise _failure("device look-up", exc) from exc
         if device is None:
@@ -162,17 +188,18 @@ class CommandStateReader:
         self._located[serial] = ref
         return ref
 
-    async def read(self, serial: str, names: Sequence[str]) -> Sequence[EntityAttribute]:
+    async def read(
+        self, serial: str, names: Sequence[str], *, gate: ReadGate | None = None
+    ) -> Sequence[EntityAttribute]:
         """The Command attributes ``names`` of the entity of ``serial`` (at most two requests
-        the first time, one afterwards).
+        the first time, one afterwards), each admitted by ``gate`` when given.
 
         Raises:
             StateUnreadable: see :meth:`locate`; the entity does not exist; the read failed.
         """
-        ref = await self.locate(serial)
-        self.requests += 1
+        ref = await self.locate(serial, gate=gate)
         try:
-            return await self._read_commands(ref, names)
+            return await self._request(gate, lambda: self._read_commands(ref, names))
         except NotFoundError as exc:
             raise StateUnreadable(f"entity {ref.urn} not found", final=True) from exc
         except Iris360Error as exc:

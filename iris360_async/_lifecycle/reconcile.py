@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from .reader import CommandStateReader, StateUnreadable
+from .reader import CommandStateReader, ReadGate, StateUnreadable
 from .rules import Verdict, reconcile_verdict, unreadable
 
 __all__ = ["check_commands", "check_concurrency", "check_serials", "for_each", "reconcile"]
@@ -60,12 +60,14 @@ async def reconcile(
     *,
     concurrency: int = 8,
     on_verdict: OnVerdict | None = None,
+    gate: ReadGate | None = None,
 ) -> dict[str, Verdict]:
     """Read the command state of every serial and decide what its send did.
 
-    At most two requests per serial (device row, then entity), at most ``concurrency`` at once.
-    A read that fails makes that serial ``unreadable`` (the reason says why); nothing is
-    retried here beyond the client's own read retries.
+    At most two requests per serial (device row, then entity), at most ``concurrency`` at once
+    and, with ``gate``, each one admitted by it (a job's ``concurrency="auto"`` limit). A read
+    that fails makes that serial ``unreadable`` (the reason says why); nothing is retried here
+    beyond the client's own read retries.
 
     Args:
         reader: where the state comes from (:meth:`CommandStateReader.for_client`).
@@ -74,6 +76,8 @@ async def reconcile(
         concurrency: reads in flight at most.
         on_verdict: called with ``(serial, verdict)`` as each serial is decided (e.g. to
             journal it).
+        gate: admits each read request (:class:`~.reader.ReadGate`); ``None``: only
+            ``concurrency`` bounds them.
 
     Returns:
         ``serial -> Verdict`` for every serial, in input order.
@@ -85,7 +89,7 @@ async def reconcile(
 
     async def decide(serial: str) -> None:
         try:
-            state = await reader.read(serial, names)
+            state = await reader.read(serial, names, gate=gate)
         except StateUnreadable as exc:
             verdict = unreadable(exc.reason)
         else:

@@ -103,6 +103,9 @@ class ProgressStats(msgspec.Struct, frozen=True):
             ``total=`` hint of the job); ``None`` otherwise.
         eta: estimated seconds until every serial of ``total`` is settled, at the rate so far
             (``None`` without a total or before the first outcome; 0 when done).
+        reconciling: serials being reconciled now (``reconcile=True``): the job sent every
+            chunk and reads the command state of those that ended ``unknown``, re-sending the
+            ones not applied; 0 otherwise (the final call has the reconciled counts).
     """
 
     elapsed: float
@@ -119,6 +122,7 @@ class ProgressStats(msgspec.Struct, frozen=True):
     # -- known input length (total) and the time left it allows (eta) --
     total: int | None = None
     eta: float | None = None
+    reconciling: int = 0
 
 
 def input_total(serials: object, hint: int | None) -> int | None:
