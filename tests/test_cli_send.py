@@ -539,3 +539,82 @@ def test_ctrl_c_stops_flushes_the_journal_and_resumes(cli: InProcess, tmp_path: 
         assert late_signals == []
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+LOSSY = FaultProfile(drop_rate=0.3, error_rate=0.1, error_status=503)
+
+
+def test_reconcile_resolves_every_unknown_device_and_says_how(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    ota_emu.set_faults(LOSSY, endpoint="devices.bulk")
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials)
+    args = ("devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
+            "--chunk-size", "5", "--journal", "job.jsonl")  # fmt: skip
+    result = cli(*args, "--reconcile", "--report", "out.jsonl", "--format", "json",
+                 env=cli_env(ota_emu), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(result)
+    assert summary["counts"]["sent"] == 60
+    assert summary["counts"]["unknown"] == 0
+    reconciled = summary["reconciled"]
+    assert reconciled["looked_up"] > 0
+    assert reconciled["confirmed"] > 0
+    assert reconciled["resent"] > 0
+    assert reconciled["confirmed"] + reconciled["resent"] == reconciled["looked_up"]
+    assert reconciled["left_unknown"] == reconciled["other"] == 0
+    report = read_jsonl(tmp_path / "out.jsonl")
+    assert sorted(r["serial"] for r in report) == sorted(ota_emu.fleet.serials)
+    assert {r["status"] for r in report} == {"sent"}
+    assert ota_emu.stats.max_applications("w_ota") == 1
+    assert ota_emu.stats.commanded_serials("w_ota") == set(ota_emu.fleet.serials)
+    # the journal knows every device now: a rerun sends nothing
+    again = cli(*args, "--reconcile", "--format", "json", env=cli_env(ota_emu), cwd=tmp_path)
+    assert again.returncode == 0
+    assert summary_of(again)["counts"]["skipped"] == 60
+    assert summary_of(again)["reconciled"]["looked_up"] == 0
+    assert ota_emu.stats.max_applications("w_ota") == 1
+
+
+def test_reconcile_that_cannot_read_leaves_devices_unknown_and_exits_1(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    ota_emu.set_faults(FaultProfile(drop_rate=1.0), endpoint="devices.bulk")
+    ota_emu.set_faults(FaultProfile(error_rate=1.0, error_status=500), endpoint="entities.latest")
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:10])
+    result = cli(
+        "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
+        "--reconcile", "--format", "table", env=cli_env(ota_emu), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "reconciled" in result.stdout
+    assert "0 confirmed from command state, 0 re-sent, 10 left unknown" in result.stdout
+    assert "unknown after reconciliation" in result.stdout  # the cause, in the problems table
+    assert ota_emu.stats.max_applications("w_ota") == 1
+
+
+def test_without_reconcile_the_summary_has_no_reconciliation(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:10])
+    result = cli(
+        "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
+        "--format", "json", env=cli_env(ota_emu), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert "reconciled" not in summary_of(result)
+
+
+def test_the_progress_bar_shows_the_reconciling_state() -> None:
+    from iris360_async.cli._progress import format_pace
+    from iris360_async.models.bulk import ProgressStats
+
+    counts = dict.fromkeys(("sent", "rejected", "failed", "unknown", "skipped"), 0)
+    stats = ProgressStats(elapsed=1.0, read=100, settled=100, counts=counts,
+                          in_flight_chunks=0, requests=10, rate=100.0, limit=8, latency=0.2)
+    assert format_pace(stats) == "0/8 in flight · 200 ms"
+    import msgspec
+
+    assert format_pace(msgspec.structs.replace(stats, reconciling=37)) == \
+        "reconciling 37 devices"
+    assert format_pace(msgspec.structs.replace(stats, reconciling=1)) == "reconciling 1 device"

@@ -55,6 +55,11 @@ class JobResult:
     """Serials skipped because the journal settled them, by the status they ended with then."""
     sent_details: Counter[str] = field(default_factory=Counter)
     """``sent`` outcomes with a detail (reconciliation: confirmed, re-sent), by detail."""
+    reconcile: bool = False
+    """The job reconciled its ``unknown`` devices (``--reconcile``)."""
+    reconciling: int = 0
+    """Devices that ended ``unknown`` and had their command state read (0: none, or the job
+    stopped before reconciling)."""
 
     @property
     def settled(self) -> int:
@@ -84,12 +89,37 @@ class JobResult:
         return stopped or any(counts.get(s, 0) for s in PROBLEM_STATUSES)
 
     @property
+    def reconciled(self) -> dict[str, int] | None:
+        """What reconciliation did (``None`` without ``--reconcile``): devices looked up, then
+        ``confirmed`` from their command state, ``resent`` (not applied: sent again, and
+        sent), ``left_unknown``, and ``other`` (a re-send rejected or failed, or still not
+        applied)."""
+        if not self.reconcile:
+            return None
+        from .._bulk.reconcile import RESEND_DETAIL
+        from .._lifecycle import CONFIRMED_DETAIL
+
+        confirmed = self.sent_details[CONFIRMED_DETAIL]
+        resent = self.sent_details[RESEND_DETAIL]
+        left = self.counts.get("unknown", 0)
+        looked_up = self.reconciling
+        return {
+            "looked_up": looked_up,
+            "confirmed": confirmed,
+            "resent": resent,
+            "left_unknown": left,
+            "other": max(0, looked_up - confirmed - resent - left) if looked_up else 0,
+        }
+
+    @property
     def authentication_failed(self) -> bool:
         return (self.stopped_reason or "").startswith("authentication")
 
     def as_record(self) -> dict[str, Any]:
         job_counts = self.job_counts
+        reconciled = self.reconciled
         return {
+            **({"reconciled": reconciled} if reconciled is not None else {}),
             "total": self.total,
             "settled": self.settled,
             "counts": {name: self.counts.get(name, 0) for name in OUTCOME_ORDER},
@@ -184,12 +214,13 @@ async def run_job(
     Raises:
         CliError: the engine refused the job (a journal of another job, bad values …).
     """
-    result = JobResult(total=total, problems=Problems(secrets))
+    result = JobResult(total=total, problems=Problems(secrets), reconcile=reconcile)
     report_file = AtomicTextFile(report, what="report") if report is not None else None
     last: list[Any] = []
 
     def on_progress(stats: Any) -> None:
         progress.pace(bar, stats)
+        result.reconciling = max(result.reconciling, int(getattr(stats, "reconciling", 0)))
         if last:
             last[0] = stats
         else:
@@ -304,6 +335,9 @@ def write_job_summary(out: Output, result: JobResult, *, title: str) -> None:
     row("throughput", f"{result.throughput:,.0f} devices/s", "")
     if result.requests:
         row("requests", f"{result.requests:,}", "retries included")
+    reconciled = result.reconciled
+    if reconciled is not None:
+        row("reconciled", f"{reconciled['looked_up']:,}", _reconciled_meaning(reconciled))
     if result.interrupted:
         row("interrupted", "yes", "the rest was not sent; rerun with the journal")
     elif result.stopped_reason:
@@ -311,6 +345,21 @@ def write_job_summary(out: Output, result: JobResult, *, title: str) -> None:
     out.render(table)
     if result.problems:
         out.render(_problems_table(result.problems))
+
+
+def _reconciled_meaning(reconciled: dict[str, int]) -> str:
+    """What reconciling the ``unknown`` devices ended with, for the summary table."""
+    if not reconciled["looked_up"]:
+        if reconciled["left_unknown"]:
+            return "none: the job stopped before reconciling (iris360 devices reconcile)"
+        return "no device ended unknown"
+    text = (
+        f"unknown looked up: {reconciled['confirmed']:,} confirmed from command state, "
+        f"{reconciled['resent']:,} re-sent, {reconciled['left_unknown']:,} left unknown"
+    )
+    if reconciled["other"]:
+        text += f", {reconciled['other']:,} failed or rejected"
+    return text
 
 
 def _problems_table(problems: Problems) -> Any:

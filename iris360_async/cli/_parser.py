@@ -399,6 +399,8 @@ examples:
       --set period=300 --journal job.jsonl --report outcomes.jsonl
   iris360 devices list --serials-only | iris360 devices send-commands \\
       --serials-file - --set w_ota=true
+  iris360 devices send-commands --serials-file serials.txt --set w_ota=true \\
+      --concurrency auto --journal job.jsonl --reconcile
 
 serials file: one serial per line (UTF-8, a byte order mark is ignored); blank lines and
 lines starting with # are ignored.
@@ -445,6 +447,13 @@ lines starting with # are ignored.
         action="store_true",
         help="with --journal: resume a journal written for other commands, server, tenant or "
         "scope (its settled serials are skipped)",
+    )
+    p.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="after the last chunk, read the command state of the devices that ended unknown: "
+        "confirmed ones end sent, ones the server did not act on are sent again (once), the "
+        "rest stay unknown with the reason (2 reads per device at most)",
     )
     p.add_argument(
         "--report",

@@ -70,7 +70,11 @@ def format_counts(counts: Mapping[str, int], *, markup: bool = False, compact: b
 
 def format_pace(stats: object) -> str:
     """``5/6 in flight · 212 ms`` from a ``ProgressStats`` (requests in flight of the limit,
-    recent latency); empty when it says nothing."""
+    recent latency); ``reconciling 37 devices`` while the job reads the command state of the
+    devices that ended unknown; empty when it says nothing."""
+    reconciling = getattr(stats, "reconciling", 0)
+    if isinstance(reconciling, int) and reconciling > 0:
+        return f"reconciling {reconciling:,} device{'s' if reconciling != 1 else ''}"
     limit = getattr(stats, "limit", None)
     in_flight = getattr(stats, "in_flight_chunks", None)
     latency = getattr(stats, "latency", None)

@@ -119,6 +119,7 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
                 progress=progress,
                 interrupt=interrupt,
                 secrets=ctx.secrets,
+                reconcile=args.reconcile,
             )
     if result.authentication_failed and not result.counts.get("sent"):
         detail = result.problems.first_cause() or str(result.stopped_reason)
