@@ -12,7 +12,9 @@ from emulator_support import client_for
 
 from iris360_async import CommandStatus, TrackUpdate
 from iris360_async._lifecycle import CONFIRMED_DETAIL
+from iris360_async.models.bulk import ProgressStats
 from iris360_async.testing import FaultProfile, Iris360Emulator
+from iris360_async.testing.server_model import ServerModelSettings
 
 T0 = 1_767_225_600.0
 COMMANDS = {"w_reboot": True}
@@ -131,3 +133,49 @@ async def test_the_emulators_indexed_search_matches_a_scan(needle: str) -> None:
         }
         found = {d.serial async for d in iris.devices.paginate(search=needle, page_size=500)}
         assert found == expected
+
+
+async def test_gateway_timeouts_of_the_server_model_are_reconciled_and_match_the_ledger() -> None:
+    # 2 workers, 20 ms per 100 devices, the gateway gives up after 70 ms: ten requests at
+    # once queue five deep, so the last ones time out (504) while the backend applies them
+    model = ServerModelSettings.preset("capacity_bound", workers=2).scaled(0.1)
+    async with Iris360Emulator(devices=1000, seed=11, clock_start=T0, token_ttl=1e7,
+                               no_ota_fraction=0.0, server_model=model) as emu, \
+            client_for(emu) as iris:
+        emu.set_faults(CHAOS, endpoint="devices.bulk")
+        report = await iris.devices.send_commands(
+            emu.fleet.serials, COMMANDS, chunk_size=100, concurrency=10, reconcile=True)
+        assert emu.server_model is not None
+        timeouts = emu.server_model.stats.gateway_timeouts
+        assert timeouts > 0
+        assert report.total == 1000
+        assert report.counts["unknown"] == 0
+        stats = report.reconciliation
+        assert stats is not None
+        assert stats.looked_up >= 100 * timeouts  # a 504 leaves its whole chunk unknown
+        assert stats.unresolved == 0
+        assert stats.reads <= 2 * stats.looked_up + len(stats.resent)
+        # no device commanded twice; the sent ones are exactly the ones the server applied
+        assert emu.stats.max_applications("w_reboot") == 1
+        assert emu.stats.commanded_serials("w_reboot") == set(report.sent)
+        assert set(report.sent) == set(emu.fleet.serials)
+
+
+async def test_under_auto_the_reads_follow_the_jobs_limit_and_resolve_every_unknown() -> None:
+    model = ServerModelSettings.preset("capacity_bound", workers=2).scaled(0.1)
+    async with Iris360Emulator(devices=600, seed=12, clock_start=T0, token_ttl=1e7,
+                               no_ota_fraction=0.0, server_model=model) as emu, \
+            client_for(emu) as iris:
+        emu.set_faults(FaultProfile(drop_rate=0.3, error_rate=0.1, error_status=503),
+                       endpoint="devices.bulk")
+        seen: list[ProgressStats] = []
+        report = await iris.devices.send_commands(
+            emu.fleet.serials, COMMANDS, chunk_size=100, concurrency="auto",
+            max_concurrency=8, reconcile=True, on_progress=seen.append)
+        stats = report.reconciliation
+        assert stats is not None
+        assert stats.looked_up > 0
+        assert report.counts["unknown"] == 0
+        assert [s.reconciling for s in seen if s.reconciling] == [stats.looked_up]
+        assert emu.stats.max_applications("w_reboot") == 1
+        assert emu.stats.commanded_serials("w_reboot") == set(report.sent)
