@@ -2,10 +2,14 @@
 
 (a) Chaos: a ``send_commands(reconcile=True)`` job over the whole emulated fleet while the bulk
     endpoint loses 10 % of its answers after processing them and answers 5 % of its requests
-    with a 503 before processing anything. Checked against the emulator's ledger: ``unknown``
-    after reconciliation, devices commanded more than once, ``sent`` serials the emulator did
-    not apply (and applied ones not ``sent``); reported: unknown before reconciliation, how
-    they were resolved, reads per reconciled serial, re-send requests.
+    with a 503 before processing anything -- alone, then behind the emulator's server model
+    (the ``capacity_bound`` preset, 4 workers and a gateway timeout of 3.5 times a request's
+    cost, scaled by ``--model-scale``) at a fixed concurrency high enough that requests queue
+    past the gateway timeout (504: applied, answer lost), and at ``concurrency="auto"``.
+    Checked against the emulator's ledger: ``unknown`` after reconciliation, devices commanded
+    more than once, ``sent`` serials the emulator did not apply (and applied ones not
+    ``sent``); reported: unknown before reconciliation, how they were resolved, reads per
+    reconciled serial, re-send requests.
 
 (b) Tracking: every device of the fleet was sent a command; devices connect every 1 to 15
     emulated minutes (each its own interval, drawn uniformly, with a random phase), so a
@@ -35,6 +39,7 @@ from typing import Any
 from iris360_async import Iris360Client, RetryPolicy
 from iris360_async._lifecycle import CommandStateReader, track_commands
 from iris360_async.testing import FaultProfile, Iris360Emulator
+from iris360_async.testing.server_model import PRESETS, ServerModelSettings
 
 T0 = 1_767_225_600.0
 COMMANDS = {"w_reboot": True}
@@ -50,9 +55,13 @@ def client_for(emu: Iris360Emulator) -> Iris360Client:
     )
 
 
-async def chaos(devices: int, seed: int, chunk_size: int, concurrency: int) -> dict[str, Any]:
+async def chaos(
+    devices: int, seed: int, chunk_size: int, concurrency: int | str,
+    model: ServerModelSettings | None = None,
+) -> dict[str, Any]:
     async with Iris360Emulator(devices=devices, seed=seed, clock_start=T0, token_ttl=1e9,
-                               no_ota_fraction=0.0) as emu, client_for(emu) as iris:
+                               no_ota_fraction=0.0, server_model=model) as emu, \
+            client_for(emu) as iris:
         emu.set_faults(CHAOS, endpoint="devices.bulk")
         started = time.perf_counter()
         report = await iris.devices.send_commands(
@@ -63,9 +72,13 @@ async def chaos(devices: int, seed: int, chunk_size: int, concurrency: int) -> d
         assert stats is not None
         applied = emu.stats.commanded_serials("w_reboot")
         sent = set(report.sent)
+        timeouts = emu.server_model.stats.gateway_timeouts if emu.server_model else 0
         return {
+            "server model": "capacity_bound" if model is not None else "none",
+            "concurrency": concurrency,
             "devices": devices,
             "bulk requests": report.requests,
+            "gateway timeouts (504)": timeouts,
             "unknown before reconciliation": stats.looked_up,
             "confirmed from command state": len(stats.confirmed),
             "re-sent (not applied)": len(stats.resent),
@@ -133,8 +146,11 @@ def show(title: str, rows: list[dict[str, Any]]) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
+    model = PRESETS["capacity_bound"].scaled(args.model_scale)
     show("(a) chaos: 10 % answers lost after processing, 5 % 503 before processing",
-         [await chaos(args.devices, args.seed, args.chunk_size, args.concurrency)])
+         [await chaos(args.devices, args.seed, args.chunk_size, args.concurrency),
+          await chaos(args.devices, args.seed, args.chunk_size, args.concurrency, model),
+          await chaos(args.devices, args.seed, args.chunk_size, "auto", model)])
     rows = [await tracking(args.devices, args.seed, interval, args.concurrency)
             for interval in args.intervals]
     show(f"(b) tracking {args.devices:,} devices to 99 % applied (sync every "
@@ -147,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=15)
     p.add_argument("--chunk-size", type=int, default=100)
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrency", type=int, default=16,
+                   help="requests in flight (fixed); 16 queue past the model's gateway timeout")
+    p.add_argument("--model-scale", type=float, default=0.25,
+                   help="the server model's durations times this (0.25: 50 ms per 100 devices, "
+                   "gateway timeout 175 ms)")
     p.add_argument("--intervals", type=float, nargs="+", default=[30.0, 60.0, 120.0])
     asyncio.run(run(p.parse_args(argv)))
     return 0

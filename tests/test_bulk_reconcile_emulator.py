@@ -179,3 +179,19 @@ async def test_under_auto_the_reads_follow_the_jobs_limit_and_resolve_every_unkn
         assert [s.reconciling for s in seen if s.reconciling] == [stats.looked_up]
         assert emu.stats.max_applications("w_reboot") == 1
         assert emu.stats.commanded_serials("w_reboot") == set(report.sent)
+
+
+async def test_reconciling_a_journal_under_auto(tmp_path: Path) -> None:
+    journal = tmp_path / "job.jsonl"
+    async with Iris360Emulator(devices=100, seed=9, clock_start=T0, token_ttl=1e7) as emu, \
+            client_for(emu) as iris:
+        emu.set_faults(CHAOS, endpoint="devices.bulk")
+        first = await iris.devices.send_commands(
+            emu.fleet.serials, COMMANDS, chunk_size=5, journal=journal)
+        unknown = set(first.serials("unknown"))
+        assert unknown
+        emu.clear_faults()
+        report = await iris.devices.reconcile(journal, concurrency="auto")
+        assert report.total == len(unknown)
+        assert report.counts["sent"] == len(unknown)
+        assert emu.stats.max_applications("w_reboot") == 1

@@ -472,7 +472,7 @@ class DevicesResource(APIResource):
         *,
         resend: bool = True,
         chunk_size: int = 100,
-        concurrency: int = 16,
+        concurrency: Concurrency = 16,
         journal_force: bool = False,
         entity: EntityLocator = entity_for,
     ) -> CommandReport:
@@ -488,7 +488,8 @@ class DevicesResource(APIResource):
             resend: send the not-applied ones again (else they end ``failed``, and a resume
                 of the job sends them).
             chunk_size: serials per re-send request.
-            concurrency: re-send requests in flight, and reads in flight.
+            concurrency: re-send requests in flight, and reads in flight; ``"auto"``: each
+                paced by an adaptive limit.
             journal_force: as for ``send_commands``.
             entity: ``Device -> EntityRef`` (the inferred main-entity mapping by default).
 
