@@ -208,3 +208,61 @@ async def test_preloading_the_device_list_saves_the_lookups() -> None:
         assert emu.stats.requests["devices.paginate"] == 3 + 1  # three pages, one look-up
         assert emu.stats.requests["entities.latest"] == 40
         assert reader.requests == 41
+
+
+async def test_many_serials_learn_their_entities_from_the_device_list() -> None:
+    lost = serials(1, 1200)
+    async with Iris360Emulator(devices=2000, seed=2, clock_start=T0, token_ttl=1e7) as emu, \
+            client_for(emu) as iris:
+        await lose(iris, emu, FaultProfile(drop_rate=1.0), lost)
+        emu.stats.reset()
+        reader = CommandStateReader.for_client(iris)
+        verdicts = await reconcile(reader, lost, COMMANDS, concurrency=8)
+        assert {v.kind for v in verdicts.values()} == {VerdictKind.CONFIRMED}
+        # four pages of 500 rows instead of 1,200 look-ups, then one read per serial
+        assert emu.stats.requests["devices.paginate"] == 4
+        assert emu.stats.requests["entities.latest"] == 1200
+        assert reader.requests == 1204
+
+
+async def test_few_serials_of_a_large_fleet_are_looked_up_one_by_one() -> None:
+    lost = serials(1, 60)
+    async with Iris360Emulator(devices=40_000, seed=2, clock_start=T0, token_ttl=1e7) as emu, \
+            client_for(emu) as iris:
+        await lose(iris, emu, FaultProfile(drop_rate=1.0), lost)
+        emu.stats.reset()
+        reader = CommandStateReader.for_client(iris)
+        # 80 pages would cost more than 60 look-ups: the first page (which has them all,
+        # the list being ordered by serial) is the only one read
+        assert await reader.survey(lost) == 60
+        assert emu.stats.requests["devices.paginate"] == 1
+        few = await reconcile(reader, serials(1, 10), COMMANDS)  # known: no look-up
+        assert {v.kind for v in few.values()} == {VerdictKind.CONFIRMED}
+        assert emu.stats.requests["devices.paginate"] == 1
+        assert await reader.survey(serials(30_001, 30_040)) == 0  # below SURVEY_MIN
+        assert emu.stats.requests["devices.paginate"] == 1
+
+
+async def test_a_list_page_that_fails_leaves_its_serials_to_one_by_one_look_ups() -> None:
+    rows = {s: Device(id=i, serial=s, name=s, main_entity=DeviceMainEntity(id=i, urn="urn:" + s))
+            for i, s in enumerate(serials(1, 1500))}
+    looked_up: list[str] = []
+
+    async def list_devices(page: int, size: int) -> tuple[Sequence[Device], int]:
+        await anyio.lowlevel.checkpoint()
+        if page == 2:
+            raise Iris360Error("page 2 failed")
+        return list(rows.values())[(page - 1) * size:page * size], len(rows)
+
+    async def find_device(serial: str) -> Device | None:
+        looked_up.append(serial)
+        return rows[serial]
+
+    async def read_commands(ref: EntityRef, names: Sequence[str]) -> list[EntityAttribute]:
+        return [EntityCommand(id=n, pending=True, pending_value=True) for n in names]
+
+    reader = CommandStateReader(find_device, read_commands, list_devices=list_devices)
+    verdicts = await reconcile(reader, list(rows), COMMANDS)
+    assert {v.kind for v in verdicts.values()} == {VerdictKind.CONFIRMED}
+    assert looked_up == serials(501, 1000)  # the rows of the failed page
+    assert reader.requests == 3 + 500 + 1500

@@ -206,3 +206,21 @@ def test_speeding_the_emulator_clock_up_keeps_the_instant_and_token_time(
     assert (clock.now(), real.now()) == (1136.0, 1018.0)
     with pytest.raises(ValueError, match="positive"):
         clock.set_time_scale(0)
+
+
+async def test_a_large_fleet_is_located_from_the_device_list() -> None:
+    async with Iris360Emulator(devices=600, seed=4, clock_start=T0, sync_interval=(60, 900),
+                               token_ttl=1e7) as emu:
+        serials = emu.fleet.serials
+        async with client_for(emu) as iris:
+            await iris.devices.send_commands(serials, COMMANDS)
+        emu.stats.reset()
+        updates, reader = await collect(emu, serials, COMMANDS, interval=60, concurrency=8)
+
+    final = updates[-1].summary
+    assert final.applied == 600
+    # two pages of 500 rows instead of 600 look-ups; then one read per device and sweep
+    expected_reads = sum(reads_until_applied(emu, s, 60) for s in serials)
+    assert emu.stats.requests["devices.paginate"] == 2
+    assert emu.stats.requests["entities.latest"] == expected_reads
+    assert reader.requests == final.requests == 2 + expected_reads

@@ -6,14 +6,19 @@ HTTP, and a client binds them with :meth:`CommandStateReader.for_client`:
 
 * ``find_device(serial) -> Device | None`` -- the device row (``None``: no such device);
 * ``read_commands(entity, names) -> attributes`` -- the Command attributes ``names`` of an
-  entity (``entities.latest`` with the command filters).
+  entity (``entities.latest`` with the command filters);
+* optionally ``list_devices(page, size) -> (rows, count)`` -- a page of the device list, so
+  :meth:`CommandStateReader.survey` can learn many devices' entities from a few pages.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
+import math
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import anyio
 
 from ..errors import Iris360Error, NotFoundError
 from ..models.devices import Device
@@ -27,16 +32,27 @@ __all__ = [
     "CommandStateReader",
     "EntityLocator",
     "FindDevice",
+    "ListDevices",
     "ReadCommands",
     "ReadGate",
     "StateUnreadable",
+    "for_each",
 ]
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 
 FindDevice = Callable[[str], Awaitable[Device | None]]
 ReadCommands = Callable[[EntityRef, Sequence[str]], Awaitable[Sequence[EntityAttribute]]]
 EntityLocator = Callable[[Device], EntityRef | None]
+ListDevices = Callable[[int, int], Awaitable[tuple[Sequence[Device], int]]]
+
+SURVEY_PAGE = 500
+"""Rows per request when :meth:`CommandStateReader.survey` reads the device list."""
+
+SURVEY_MIN = 50
+"""Serials without a known entity below which :meth:`CommandStateReader.survey` reads no list
+(its first page is then likely to cost more than it saves)."""
 
 SEARCH_PAGE = 100
 """Rows read by the one request that looks a serial up (``devices.paginate`` has no exact
@@ -84,6 +100,8 @@ class CommandStateReader:
         read_commands: ``(entity, names) -> attributes`` (one request).
         entity: ``Device -> EntityRef | None``; default :func:`entity_for` (the main entity,
             an inferred mapping).
+        list_devices: ``(page, size) -> (rows, count)``, a page of the device list (1-based);
+            without it :meth:`survey` does nothing.
 
     Attributes:
         requests: reads issued so far (device look-ups and entity reads).
@@ -95,10 +113,12 @@ class CommandStateReader:
         read_commands: ReadCommands,
         *,
         entity: EntityLocator = entity_for,
+        list_devices: ListDevices | None = None,
     ) -> None:
         self._find_device = find_device
         self._read_commands = read_commands
         self._entity = entity
+        self._list_devices = list_devices
         self._located: dict[str, EntityRef] = {}
         self.requests = 0
 
@@ -107,9 +127,15 @@ class CommandStateReader:
         cls, client: Iris360Client, *, entity: EntityLocator = entity_for
     ) -> CommandStateReader:
         """A reader over ``client``: one ``devices.paginate`` page (``search=serial``) per
-        device, then ``entities.latest(urn, attr_types="Command", commands=names)``."""
+        device -- or, for many devices at once, pages of the device list (:meth:`survey`) --
+        then ``entities.latest(urn, attr_types="Command", commands=names)``."""
         devices = client.devices
         entities = client.entities
+        list_page = devices.page_fetcher(order_by="serial")
+
+        async def list_devices(page: int, size: int) -> tuple[Sequence[Device], int]:
+            result = await list_page(page, size)
+            return result.rows, result.count
 
         async def find_device(serial: str) -> Device | None:
             fetch = devices.page_fetcher(order_by="serial", search=serial)
@@ -131,7 +157,7 @@ class CommandStateReader:
                 commands=list(names),
             )
 
-        return cls(find_device, read_commands, entity=entity)
+        return cls(find_device, read_commands, entity=entity, list_devices=list_devices)
 
     async def preload(
         self, devices: AsyncIterable[Device], serials: Collection[str] | None = None
@@ -154,6 +180,46 @@ class CommandStateReader:
             if ref is not None:
                 self._located[device.serial] = ref
                 learnt += 1
+        return learnt
+
+    async def survey(
+        self, serials: Collection[str], *, gate: ReadGate | None = None, concurrency: int = 8
+    ) -> int:
+        """Learn the entities of ``serials`` from the device list when reading it costs fewer
+        requests than looking each serial up (:meth:`locate`: one request per serial).
+
+        The first page (:data:`SURVEY_PAGE` rows) tells how many devices there are; the other
+        pages are read, ``concurrency`` at once, only when they are fewer than the serials
+        still unknown. Nothing is read for fewer than :data:`SURVEY_MIN` serials. A page
+        that fails is skipped: its serials are looked up one by one later. Requests are
+        counted in :attr:`requests`.
+
+        Returns:
+            How many of ``serials`` were learnt.
+        """
+        missing = {s for s in serials if s not in self._located}
+        list_devices = self._list_devices
+        if list_devices is None or len(missing) < SURVEY_MIN:
+            return 0
+        learnt = 0
+
+        async def read_page(page: int) -> int:
+            nonlocal learnt
+            try:
+                rows, count = await self._request(gate, lambda: list_devices(page, SURVEY_PAGE))
+            except Iris360Error:
+                return 0
+            for device in rows:
+                if device.serial in missing:
+                    ref = self._entity(device)
+                    if ref is not None:
+                        self._located[device.serial] = ref
+                        learnt += 1
+            return count
+
+        pages = math.ceil(await read_page(1) / SURVEY_PAGE)
+        if pages > 1 and pages - 1 < len(missing) - learnt:
+            await for_each(list(range(2, pages + 1)), read_page, concurrency)
         return learnt
 
     async def _request(self, gate: ReadGate | None, call: Callable[[], Awaitable[T]]) -> T:
@@ -204,3 +270,18 @@ class CommandStateReader:
             raise StateUnreadable(f"entity {ref.urn} not found", final=True) from exc
         except Iris360Error as exc:
             raise _failure(f"reading {ref.urn}", exc) from exc
+
+
+async def for_each(
+    items: list[ItemT], work: Callable[[ItemT], Awaitable[object]], concurrency: int
+) -> None:
+    """Run ``await work(item)`` for every item, ``concurrency`` workers pulling in order."""
+    queue: Iterator[ItemT] = iter(items)
+
+    async def worker() -> None:
+        for item in queue:
+            await work(item)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(concurrency, len(items))):
+            tg.start_soon(worker)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import anyio
-
-from .reader import CommandStateReader, ReadGate, StateUnreadable
+from .reader import CommandStateReader, ReadGate, StateUnreadable, for_each
 from .rules import Verdict, reconcile_verdict, unreadable
 
 __all__ = ["check_commands", "check_concurrency", "check_serials", "for_each", "reconcile"]
@@ -64,7 +62,9 @@ async def reconcile(
 ) -> dict[str, Verdict]:
     """Read the command state of every serial and decide what its send did.
 
-    At most two requests per serial (device row, then entity), at most ``concurrency`` at once
+    At most two requests per serial (device row, then entity; for many serials the device
+    list's pages instead of a row each, :meth:`~.reader.CommandStateReader.survey`), at most
+    ``concurrency`` at once
     and, with ``gate``, each one admitted by it (a job's ``concurrency="auto"`` limit). A read
     that fails makes that serial ``unreadable`` (the reason says why); nothing is retried here
     beyond the client's own read retries.
@@ -98,20 +98,6 @@ async def reconcile(
         if on_verdict is not None:
             on_verdict(serial, verdict)
 
+    await reader.survey(todo, gate=gate, concurrency=concurrency)
     await for_each(todo, decide, concurrency)
     return {serial: verdicts[serial] for serial in todo}
-
-
-async def for_each(
-    items: list[str], work: Callable[[str], Awaitable[None]], concurrency: int
-) -> None:
-    """Run ``await work(item)`` for every item, ``concurrency`` workers pulling in order."""
-    queue: Iterator[str] = iter(items)
-
-    async def worker() -> None:
-        for item in queue:
-            await work(item)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(min(concurrency, len(items))):
-            tg.start_soon(worker)

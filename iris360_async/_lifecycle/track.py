@@ -115,8 +115,10 @@ async def track_commands(
     unreadable for good such as an unknown serial -- is not read again), ``concurrency`` reads
     at once, yielding an update every ``concurrency * 8`` reads; sweeps start ``interval``
     seconds apart. The first read of a device costs two requests (its row, then its entity),
-    later reads one. Tracking ends when every device is done or at ``until`` (after one last
-    sweep at that time); the last update has ``summary.finished``.
+    later reads one; for many devices the rows come from the device list instead
+    (:meth:`~.reader.CommandStateReader.survey`). Tracking ends when every device is done or
+    at ``until`` (after one last sweep at that time); the last update has
+    ``summary.finished``.
 
     Args:
         reader: where the state comes from (:meth:`CommandStateReader.for_client`).
@@ -179,6 +181,7 @@ async def track_commands(
         found.clear()
         return TrackUpdate(changes, summary(finished=finished))
 
+    await reader.survey(todo, concurrency=concurrency)  # many devices: rows from the list
     remaining = list(todo)
     while remaining:
         sweeps += 1
