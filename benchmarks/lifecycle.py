@@ -17,8 +17,9 @@
     command is confirmed a uniform share of that interval after it was sent. The fleet is
     followed with ``track_commands`` until 99 % has applied, for several sweep intervals:
     requests used (one pass over the device list, 500 rows a page, to learn every device's
-    entity, then one read per device and sweep until it applied) and emulated time, against the time the emulated sync
-    distribution itself needs for 99 % (the lower bound of any tracker).
+    entity, then one read per device and sweep until it applied) and emulated time, against
+    the time the emulated sync distribution itself needs for 99 % (the lower bound of any
+    tracker).
 
 The emulator runs in this process on a frozen clock that the tracker's waits move forward, so
 (b) costs only the reads. The numbers depend on the seed, not on the machine (timings aside).
