@@ -21,7 +21,16 @@ change; the first lets the queue settle at the new limit, the second is measured
   When more requests were in flight than in the round before and answers per second grew
   nearly as much, latency rose without a queue (a client's own overhead): the limit holds and
   that latency becomes the no-load latency.
-* **Start**: from a low ``initial`` the limit doubles every round until latency first rises.
+* **Start** (slow start): from a low ``initial`` the limit grows by one per answer that did not
+  wait -- it doubles every round trip -- until ``3`` answers in a row come back later than the
+  no-load latency allows. The limit then drops to the knee seen by the first late request: the
+  limit in force when it was sent, divided by the latency ratio (the requests answered first
+  after a rise were sent below it, so the current limit would overestimate the knee).
+* **Undo**: a cut on rising latency after which (in the next round) latency is back within
+  ``tolerance`` of the no-load latency *and* fewer answers per second come back than before
+  the rise was not the server's doing (the client's own event loop, a garbage collection or a
+  busy neighbour on the client's machine held every answer back at once): the limit returns
+  to where it was. Once: the same rise seen again at the restored limit is believed.
 * **Overload** (429, 503, 504, a lost answer): multiplicative decrease. Answers to requests sent
   before the last decrease are not counted again, so one burst counts once. Once the overload
   is over the limit doubles back to where the first decrease put it, then grows as usual.
@@ -122,8 +131,16 @@ class AdaptiveLimit:
         "_round_start",
         "_round_sum",
         "_slow_start",
+        "_ss_history",
+        "_ss_late",
+        "_ss_late_sent",
+        "_ss_late_sum",
+        "_ss_n",
+        "_ss_sum",
         "_tolerance",
         "_tracking",
+        "_undo",
+        "_undone",
         "in_flight",
         "max_limit",
         "min_limit",
@@ -171,6 +188,15 @@ class AdaptiveLimit:
         self._quota_last: int | None = None  # and latest
         self._quota_min: int | None = None  # and lowest
         self._tracking = False
+        # slow start: (time, limit from then on)
+        self._ss_history: list[tuple[float, float]] = [(-math.inf, self._limit)]
+        self._ss_sum = 0.0  # slow start: answers that did not wait, their latency summed
+        self._ss_n = 0
+        self._ss_late = 0  # slow start: late answers in a row, their latency summed
+        self._ss_late_sum = 0.0
+        self._ss_late_sent = 0.0  # and when the first of them was sent
+        self._undo: tuple[float, float] | None = None  # (limit, answers/s) before a latency cut
+        self._undone = 0.0  # the limit an undo returned to (until a round without a queue)
         self.in_flight = 0
         """Requests counted through :meth:`acquire` and not yet :meth:`release`-d."""
         self.paused_until = -math.inf
@@ -270,6 +296,15 @@ class AdaptiveLimit:
         self.recent_latency = latency if smooth is None else smooth + 0.2 * (latency - smooth)
         if sent < self._round_start:
             return  # sent under an older limit: says nothing about the current one
+        if self._slow_start:
+            if remaining is None or remaining >= 4 * self._limit:
+                self._slow_start_sample(latency, sent, now)
+                return
+            # a gateway quota too small for doubling again (sending twice as much in the
+            # next round trip): rounds from here on
+            self._slow_start = False
+            self._set(self._limit, now)
+            return
         # a round is two windows: the first lets the queue settle at the new limit, the
         # second is measured
         self._round_count += 1
@@ -283,12 +318,53 @@ class AdaptiveLimit:
         """Multiplicative decrease, once per window: requests sent before the last decrease
         reflect the old limit and were already answered for."""
         self._slow_start = False
+        self._undo = None
+        self._undone = 0.0
         if sent < self._decreased_at:
             return
         self._decreased_at = now
         if recover:
             self._recover_to = max(self._recover_to, self._limit * factor)
         self._set(self._limit * factor, now)
+
+    def _late(self, latency: float, base: float) -> bool:
+        """Whether ``latency`` is more than noise above the no-load latency ``base``."""
+        return latency > base * self._tolerance and latency - base > self._noise
+
+    def _slow_start_sample(self, latency: float, sent: float, now: float) -> None:
+        """Slow start: one more request per answer that did not wait (the limit doubles every
+        round trip); ``3`` late answers in a row end it at the knee they show."""
+        if self._ss_n and self._late(latency, self._ss_sum / self._ss_n):
+            if not self._ss_late:
+                self._ss_late_sent = sent
+            self._ss_late += 1
+            self._ss_late_sum += latency
+            if self._ss_late >= 3:
+                self._end_slow_start(now)
+            return
+        self._ss_late = 0
+        self._ss_late_sum = 0.0
+        self._ss_sum += latency
+        self._ss_n += 1
+        self._noload = self._ss_sum / self._ss_n
+        used = min(self._round_peak, self._limit) if self._tracking else self._limit
+        if used * 2 < self._limit or self._limit >= self.max_limit:
+            return  # the caller does not use the limit (or it is at the top)
+        self._limit = min(float(self.max_limit), self._limit + 1.0)
+        self._ss_history.append((now, self._limit))
+
+    def _end_slow_start(self, now: float) -> None:
+        ratio = (self._ss_late_sum / self._ss_late) / self._noload
+        level = self._limit
+        for at, value in reversed(self._ss_history):  # the limit when the first late request
+            if at <= self._ss_late_sent:  # was sent
+                level = value
+                break
+        self._slow_start = False
+        self._ss_history = []
+        knee = level / ratio
+        self._prev_round = None
+        self._set(min(self._limit, knee + self._extra(knee)), now)
 
     def _set(self, value: float, now: float) -> None:
         self._limit = min(float(self.max_limit), max(float(self.min_limit), value))
@@ -317,28 +393,32 @@ class AdaptiveLimit:
         if latency < self._noload or stale:
             self._noload = latency
         ratio = latency / self._noload if self._noload > 0 else 1.0
+        undo, self._undo = self._undo, None  # judged on the first round after the cut only
         if draining:
-            self._slow_start = False
             target = limit * 0.9
         elif ratio <= self._tolerance or latency - self._noload <= self._noise:
-            if app_limited or scarce:
+            if undo is None:
+                self._undone = 0.0
+            if (undo is not None and not (app_limited or scarce) and ratio <= self._tolerance
+                    and used / latency < 0.9 * undo[1]):
+                # the last cut left no queue and cost answers: the rise was not the server's
+                target = self._undone = max(limit, undo[0])
+            elif app_limited or scarce:
                 target = limit
-            elif self._slow_start or limit < self._recover_to:
-                target = limit * 2
-                if not self._slow_start:
-                    target = min(target, self._recover_to)
+            elif limit < self._recover_to:
+                target = min(limit * 2, self._recover_to)
             else:
                 target = limit + self._extra(limit)
         elif prev is not None and self._served(prev, used, latency):
             # more in flight, latency up, but answers per second up nearly as much: the added
             # requests were served, not queued (a client's own overhead grows with the load)
-            self._slow_start = False
             self._noload = latency
             target = limit
         else:
-            self._slow_start = False
             knee = used / ratio
             target = knee + self._extra(knee)
+            if target < limit and not (undo or self._undone) and prev and prev[1] > 0:
+                self._undo = (limit, prev[0] / prev[1])  # the limit, and answers/s, before
             if target > limit:
                 target = limit if app_limited or scarce else limit + self._extra(limit)
         if target >= self._recover_to:
