@@ -21,11 +21,14 @@ change; the first lets the queue settle at the new limit, the second is measured
   When more requests were in flight than in the round before and answers per second grew
   nearly as much, latency rose without a queue (a client's own overhead): the limit holds and
   that latency becomes the no-load latency.
-* **Start** (slow start): from a low ``initial`` the limit grows by one per answer that did not
-  wait -- it doubles every round trip -- until ``3`` answers in a row come back later than the
-  no-load latency allows. The limit then drops to the knee seen by the first late request: the
-  limit in force when it was sent, divided by the latency ratio (the requests answered first
-  after a rise were sent below it, so the current limit would overestimate the knee).
+* **Start** (slow start): from a low ``initial`` the limit grows by half a request per answer
+  that did not wait -- 1.5 times every round trip -- until an answer comes back later than
+  the no-load latency allows. The limit then drops to the knee that late request saw: the
+  limit in force when it was sent, divided by its latency ratio (the requests answered first
+  after a rise were sent below it, so the current limit would overestimate the knee). One
+  slow answer of a server with a long tail ends slow start too early; the undo below resumes
+  it. (Doubling every round trip would overshoot to twice the knee before the first late
+  answer is back: too close to a gateway timeout of a few times the unloaded latency.)
 * **Undo**: a cut on rising latency after which (in the next round) latency is back within
   ``tolerance`` of the no-load latency *and* fewer answers per second come back than before
   the rise was not the server's doing (the client's own event loop, a garbage collection or a
@@ -34,7 +37,8 @@ change; the first lets the queue settle at the new limit, the second is measured
 * **Overload** (429, 503, 504, a lost answer): multiplicative decrease. Answers to requests sent
   before the last decrease are not counted again, so one burst counts once. Once the overload
   is over the limit doubles back to where the first decrease put it, then grows as usual.
-* ``Retry-After`` pauses new requests (:attr:`~AdaptiveLimit.paused_until`).
+* ``Retry-After`` pauses new requests (:attr:`~AdaptiveLimit.paused_until`). Slow start ends
+  (without a cut) once ``X-RateLimit-Remaining`` is below eight times the limit.
   ``X-RateLimit-Remaining`` that falls during a round (sending faster than the gateway refills)
   or is below two windows stops growth; falling below one window decreases gently; ``0``
   decreases at once.
@@ -43,6 +47,7 @@ change; the first lets the queue settle at the new limit, the second is measured
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Literal
 
 __all__ = ["DEFAULT_MAX_LIMIT", "AdaptiveLimit", "Outcome", "outcome_for_status"]
@@ -131,10 +136,8 @@ class AdaptiveLimit:
         "_round_start",
         "_round_sum",
         "_slow_start",
+        "_ss_answers",
         "_ss_history",
-        "_ss_late",
-        "_ss_late_sent",
-        "_ss_late_sum",
         "_ss_n",
         "_ss_sum",
         "_tolerance",
@@ -188,14 +191,13 @@ class AdaptiveLimit:
         self._quota_last: int | None = None  # and latest
         self._quota_min: int | None = None  # and lowest
         self._tracking = False
-        # slow start: (time, limit from then on)
-        self._ss_history: list[tuple[float, float]] = [(-math.inf, self._limit)]
+        self._ss_history: list[tuple[float, float]] = []  # slow start: (time, limit until)
+        # slow start: when the latest answers came back
+        self._ss_answers: deque[float] = deque(maxlen=4 * self.max_limit)
         self._ss_sum = 0.0  # slow start: answers that did not wait, their latency summed
         self._ss_n = 0
-        self._ss_late = 0  # slow start: late answers in a row, their latency summed
-        self._ss_late_sum = 0.0
-        self._ss_late_sent = 0.0  # and when the first of them was sent
-        self._undo: tuple[float, float] | None = None  # (limit, answers/s) before a latency cut
+        # before a latency cut: (limit, answers/s, whether slow start was on)
+        self._undo: tuple[float, float, bool] | None = None
         self._undone = 0.0  # the limit an undo returned to (until a round without a queue)
         self.in_flight = 0
         """Requests counted through :meth:`acquire` and not yet :meth:`release`-d."""
@@ -297,11 +299,11 @@ class AdaptiveLimit:
         if sent < self._round_start:
             return  # sent under an older limit: says nothing about the current one
         if self._slow_start:
-            if remaining is None or remaining >= 4 * self._limit:
+            if remaining is None or remaining >= 8 * self._limit:
                 self._slow_start_sample(latency, sent, now)
                 return
-            # a gateway quota too small for doubling again (sending twice as much in the
-            # next round trip): rounds from here on
+            # a gateway quota too small for a few more doublings: rounds, which read it
+            # with care, from here on
             self._slow_start = False
             self._set(self._limit, now)
             return
@@ -332,39 +334,44 @@ class AdaptiveLimit:
         return latency > base * self._tolerance and latency - base > self._noise
 
     def _slow_start_sample(self, latency: float, sent: float, now: float) -> None:
-        """Slow start: one more request per answer that did not wait (the limit doubles every
-        round trip); ``3`` late answers in a row end it at the knee they show."""
+        """Slow start: half a request more per answer that did not wait (1.5 times the limit
+        every round trip); the first late answer ends it at the knee it shows."""
         if self._ss_n and self._late(latency, self._ss_sum / self._ss_n):
-            if not self._ss_late:
-                self._ss_late_sent = sent
-            self._ss_late += 1
-            self._ss_late_sum += latency
-            if self._ss_late >= 3:
-                self._end_slow_start(now)
+            self._end_slow_start(latency, sent, now)
             return
-        self._ss_late = 0
-        self._ss_late_sum = 0.0
+        if self._limit >= self._undone:
+            self._undone = 0.0  # no queue at the restored limit: the next rise may be undone
         self._ss_sum += latency
         self._ss_n += 1
         self._noload = self._ss_sum / self._ss_n
+        self._ss_answers.append(now)
         used = min(self._round_peak, self._limit) if self._tracking else self._limit
         if used * 2 < self._limit or self._limit >= self.max_limit:
             return  # the caller does not use the limit (or it is at the top)
-        self._limit = min(float(self.max_limit), self._limit + 1.0)
         self._ss_history.append((now, self._limit))
+        self._limit = min(float(self.max_limit), self._limit + 0.5)
 
-    def _end_slow_start(self, now: float) -> None:
-        ratio = (self._ss_late_sum / self._ss_late) / self._noload
-        level = self._limit
-        for at, value in reversed(self._ss_history):  # the limit when the first late request
-            if at <= self._ss_late_sent:  # was sent
-                level = value
+    def _end_slow_start(self, latency: float, sent: float, now: float) -> None:
+        level = self._limit  # the limit in force when the late request was sent
+        for at, before in self._ss_history:
+            if at > sent:
+                level = before
                 break
         self._slow_start = False
         self._ss_history = []
-        knee = level / ratio
+        knee = level / (latency / self._noload)
         self._prev_round = None
+        if not self._undone:  # answers/s in the round trip before the late request was sent
+            answered = sum(1 for t in self._ss_answers if sent - self._noload <= t <= sent)
+            self._undo = (self._limit, answered / self._noload, True)
+        self._ss_answers.clear()
         self._set(min(self._limit, knee + self._extra(knee)), now)
+
+    def _restart_slow_start(self, limit: float, now: float) -> None:
+        """Back to slow start at ``limit`` (its end was an undone cut)."""
+        self._set(limit, now)
+        self._slow_start = True
+        self._ss_history = []
 
     def _set(self, value: float, now: float) -> None:
         self._limit = min(float(self.max_limit), max(float(self.min_limit), value))
@@ -403,6 +410,9 @@ class AdaptiveLimit:
                     and used / latency < 0.9 * undo[1]):
                 # the last cut left no queue and cost answers: the rise was not the server's
                 target = self._undone = max(limit, undo[0])
+                if undo[2]:
+                    self._restart_slow_start(target, now)
+                    return
             elif app_limited or scarce:
                 target = limit
             elif limit < self._recover_to:
@@ -418,7 +428,7 @@ class AdaptiveLimit:
             knee = used / ratio
             target = knee + self._extra(knee)
             if target < limit and not (undo or self._undone) and prev and prev[1] > 0:
-                self._undo = (limit, prev[0] / prev[1])  # the limit, and answers/s, before
+                self._undo = (limit, prev[0] / prev[1], False)
             if target > limit:
                 target = limit if app_limited or scarce else limit + self._extra(limit)
         if target >= self._recover_to:

@@ -137,7 +137,8 @@ async def test_overload_or_a_lost_answer_halves_the_limit(failure: Exception) ->
         clock=clock, on_progress=record, progress_interval=0,
     )
     assert dispatcher._pacer is not None
-    dispatcher._pacer.limit._limit = 16.0  # as if it had grown
+    dispatcher._pacer.limit._limit = 16.0  # as if it had grown, and found the knee
+    dispatcher._pacer.limit._slow_start = False
     report = await dispatcher.run(SERIALS[:8])
     assert report.counts["unknown"] == 1
     assert report.counts["sent"] == 7
