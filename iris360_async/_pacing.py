@@ -359,11 +359,12 @@ class AdaptiveLimit:
                 break
         self._slow_start = False
         self._ss_history = []
-        knee = level / (latency / self._noload)
+        noload = max(self._noload, _EPSILON)  # instant answers so far: no division by zero
+        knee = level * noload / latency
         self._prev_round = None
         if not self._undone:  # answers/s in the round trip before the late request was sent
-            answered = sum(1 for t in self._ss_answers if sent - self._noload <= t <= sent)
-            self._undo = (self._limit, answered / self._noload, True)
+            answered = sum(1 for t in self._ss_answers if sent - noload <= t <= sent)
+            self._undo = (self._limit, answered / noload, True)
         self._ss_answers.clear()
         self._set(min(self._limit, knee + self._extra(knee)), now)
 

@@ -390,6 +390,13 @@ def test_slow_start_ends_at_the_knee_the_first_late_answer_shows() -> None:
     assert 12 <= limit.limit <= 14
 
 
+def test_slow_start_after_instant_answers_ends_without_dividing_by_zero() -> None:
+    limit = AdaptiveLimit(initial=8)
+    now = feed_window(limit, 0.0, 1.0)
+    limit.on_sample(0.05, "ok", now + 0.05)
+    assert limit.limit == 1  # everything the instant answers promised was queueing
+
+
 def test_latency_rise_cuts_to_the_knee_at_once() -> None:
     limit = past_slow_start(16)
     now = feed_round(limit, 0.1, 0.0)  # no-load latency: back up to 32
