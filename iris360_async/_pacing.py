@@ -21,11 +21,24 @@ change; the first lets the queue settle at the new limit, the second is measured
   When more requests were in flight than in the round before and answers per second grew
   nearly as much, latency rose without a queue (a client's own overhead): the limit holds and
   that latency becomes the no-load latency.
-* **Start**: from a low ``initial`` the limit doubles every round until latency first rises.
+* **Start** (slow start): from a low ``initial`` the limit grows by half a request per answer
+  that did not wait -- 1.5 times every round trip -- until an answer comes back later than
+  the no-load latency allows. The limit then drops to the knee that late request saw: the
+  limit in force when it was sent, divided by its latency ratio (the requests answered first
+  after a rise were sent below it, so the current limit would overestimate the knee). One
+  slow answer of a server with a long tail ends slow start too early; the undo below resumes
+  it. (Doubling every round trip would overshoot to twice the knee before the first late
+  answer is back: too close to a gateway timeout of a few times the unloaded latency.)
+* **Undo**: a cut on rising latency after which (in the next round) latency is back within
+  ``tolerance`` of the no-load latency *and* fewer answers per second come back than before
+  the rise was not the server's doing (the client's own event loop, a garbage collection or a
+  busy neighbour on the client's machine held every answer back at once): the limit returns
+  to where it was. Once: the same rise seen again at the restored limit is believed.
 * **Overload** (429, 503, 504, a lost answer): multiplicative decrease. Answers to requests sent
   before the last decrease are not counted again, so one burst counts once. Once the overload
   is over the limit doubles back to where the first decrease put it, then grows as usual.
-* ``Retry-After`` pauses new requests (:attr:`~AdaptiveLimit.paused_until`).
+* ``Retry-After`` pauses new requests (:attr:`~AdaptiveLimit.paused_until`). Slow start ends
+  (without a cut) once ``X-RateLimit-Remaining`` is below eight times the limit.
   ``X-RateLimit-Remaining`` that falls during a round (sending faster than the gateway refills)
   or is below two windows stops growth; falling below one window decreases gently; ``0``
   decreases at once.
@@ -34,6 +47,7 @@ change; the first lets the queue settle at the new limit, the second is measured
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Literal
 
 __all__ = ["DEFAULT_MAX_LIMIT", "AdaptiveLimit", "Outcome", "outcome_for_status"]
@@ -122,8 +136,14 @@ class AdaptiveLimit:
         "_round_start",
         "_round_sum",
         "_slow_start",
+        "_ss_answers",
+        "_ss_history",
+        "_ss_n",
+        "_ss_sum",
         "_tolerance",
         "_tracking",
+        "_undo",
+        "_undone",
         "in_flight",
         "max_limit",
         "min_limit",
@@ -171,6 +191,14 @@ class AdaptiveLimit:
         self._quota_last: int | None = None  # and latest
         self._quota_min: int | None = None  # and lowest
         self._tracking = False
+        self._ss_history: list[tuple[float, float]] = []  # slow start: (time, limit until)
+        # slow start: when the latest answers came back
+        self._ss_answers: deque[float] = deque(maxlen=4 * self.max_limit)
+        self._ss_sum = 0.0  # slow start: answers that did not wait, their latency summed
+        self._ss_n = 0
+        # before a latency cut: (limit, answers/s, whether slow start was on)
+        self._undo: tuple[float, float, bool] | None = None
+        self._undone = 0.0  # the limit an undo returned to (until a round without a queue)
         self.in_flight = 0
         """Requests counted through :meth:`acquire` and not yet :meth:`release`-d."""
         self.paused_until = -math.inf
@@ -270,6 +298,15 @@ class AdaptiveLimit:
         self.recent_latency = latency if smooth is None else smooth + 0.2 * (latency - smooth)
         if sent < self._round_start:
             return  # sent under an older limit: says nothing about the current one
+        if self._slow_start:
+            if remaining is None or remaining >= 8 * self._limit:
+                self._slow_start_sample(latency, sent, now)
+                return
+            # a gateway quota too small for a few more doublings: rounds, which read it
+            # with care, from here on
+            self._slow_start = False
+            self._set(self._limit, now)
+            return
         # a round is two windows: the first lets the queue settle at the new limit, the
         # second is measured
         self._round_count += 1
@@ -283,12 +320,59 @@ class AdaptiveLimit:
         """Multiplicative decrease, once per window: requests sent before the last decrease
         reflect the old limit and were already answered for."""
         self._slow_start = False
+        self._undo = None
+        self._undone = 0.0
         if sent < self._decreased_at:
             return
         self._decreased_at = now
         if recover:
             self._recover_to = max(self._recover_to, self._limit * factor)
         self._set(self._limit * factor, now)
+
+    def _late(self, latency: float, base: float) -> bool:
+        """Whether ``latency`` is more than noise above the no-load latency ``base``."""
+        return latency > base * self._tolerance and latency - base > self._noise
+
+    def _slow_start_sample(self, latency: float, sent: float, now: float) -> None:
+        """Slow start: half a request more per answer that did not wait (1.5 times the limit
+        every round trip); the first late answer ends it at the knee it shows."""
+        if self._ss_n and self._late(latency, self._ss_sum / self._ss_n):
+            self._end_slow_start(latency, sent, now)
+            return
+        if self._limit >= self._undone:
+            self._undone = 0.0  # no queue at the restored limit: the next rise may be undone
+        self._ss_sum += latency
+        self._ss_n += 1
+        self._noload = self._ss_sum / self._ss_n
+        self._ss_answers.append(now)
+        used = min(self._round_peak, self._limit) if self._tracking else self._limit
+        if used * 2 < self._limit or self._limit >= self.max_limit:
+            return  # the caller does not use the limit (or it is at the top)
+        self._ss_history.append((now, self._limit))
+        self._limit = min(float(self.max_limit), self._limit + 0.5)
+
+    def _end_slow_start(self, latency: float, sent: float, now: float) -> None:
+        level = self._limit  # the limit in force when the late request was sent
+        for at, before in self._ss_history:
+            if at > sent:
+                level = before
+                break
+        self._slow_start = False
+        self._ss_history = []
+        noload = max(self._noload, _EPSILON)  # instant answers so far: no division by zero
+        knee = level * noload / latency
+        self._prev_round = None
+        if not self._undone:  # answers/s in the round trip before the late request was sent
+            answered = sum(1 for t in self._ss_answers if sent - noload <= t <= sent)
+            self._undo = (self._limit, answered / noload, True)
+        self._ss_answers.clear()
+        self._set(min(self._limit, knee + self._extra(knee)), now)
+
+    def _restart_slow_start(self, limit: float, now: float) -> None:
+        """Back to slow start at ``limit`` (its end was an undone cut)."""
+        self._set(limit, now)
+        self._slow_start = True
+        self._ss_history = []
 
     def _set(self, value: float, now: float) -> None:
         self._limit = min(float(self.max_limit), max(float(self.min_limit), value))
@@ -317,28 +401,35 @@ class AdaptiveLimit:
         if latency < self._noload or stale:
             self._noload = latency
         ratio = latency / self._noload if self._noload > 0 else 1.0
+        undo, self._undo = self._undo, None  # judged on the first round after the cut only
         if draining:
-            self._slow_start = False
             target = limit * 0.9
         elif ratio <= self._tolerance or latency - self._noload <= self._noise:
-            if app_limited or scarce:
+            if undo is None:
+                self._undone = 0.0
+            if (undo is not None and not (app_limited or scarce) and ratio <= self._tolerance
+                    and used / latency < 0.9 * undo[1]):
+                # the last cut left no queue and cost answers: the rise was not the server's
+                target = self._undone = max(limit, undo[0])
+                if undo[2]:
+                    self._restart_slow_start(target, now)
+                    return
+            elif app_limited or scarce:
                 target = limit
-            elif self._slow_start or limit < self._recover_to:
-                target = limit * 2
-                if not self._slow_start:
-                    target = min(target, self._recover_to)
+            elif limit < self._recover_to:
+                target = min(limit * 2, self._recover_to)
             else:
                 target = limit + self._extra(limit)
         elif prev is not None and self._served(prev, used, latency):
             # more in flight, latency up, but answers per second up nearly as much: the added
             # requests were served, not queued (a client's own overhead grows with the load)
-            self._slow_start = False
             self._noload = latency
             target = limit
         else:
-            self._slow_start = False
             knee = used / ratio
             target = knee + self._extra(knee)
+            if target < limit and not (undo or self._undone) and prev and prev[1] > 0:
+                self._undo = (limit, prev[0] / prev[1], False)
             if target > limit:
                 target = limit if app_limited or scarce else limit + self._extra(limit)
         if target >= self._recover_to:

@@ -353,7 +353,8 @@ async def test_breaking_out_of_stream_leaves_no_task_and_settles_in_flight() -> 
 async def test_break_without_aclose_is_cleaned_up_by_the_loop() -> None:
     server = FakeServer()
     before = set(asyncio.all_tasks())
-    async for _ in stream_commands(server, serials_(10_000), {"w_ota": True}, chunk_size=5):
+    async for _ in stream_commands(server, serials_(10_000), {"w_ota": True}, chunk_size=5,
+                                   concurrency=16):
         break
     for _ in range(20):
         await asyncio.sleep(0)

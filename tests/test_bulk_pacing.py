@@ -6,6 +6,7 @@ test_bulk_pacing_emulator.py."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import anyio
@@ -14,10 +15,12 @@ import msgspec
 import pytest
 
 from iris360_async import errors
-from iris360_async._bulk import CommandDispatcher, JobOptions, send_commands
+from iris360_async._bulk import CommandDispatcher, JobOptions, jobs, send_commands
+from iris360_async._bulk.options import DEFAULT_MAX_CONCURRENCY
 from iris360_async._bulk.pacer import AnsweredItems, sample_of
 from iris360_async._retry import ManualClock
 from iris360_async.models.bulk import ProgressStats
+from iris360_async.resources.devices import DevicesResource
 
 SERIALS = [f"SN{i:05d}" for i in range(40)]
 
@@ -137,7 +140,8 @@ async def test_overload_or_a_lost_answer_halves_the_limit(failure: Exception) ->
         clock=clock, on_progress=record, progress_interval=0,
     )
     assert dispatcher._pacer is not None
-    dispatcher._pacer.limit._limit = 16.0  # as if it had grown
+    dispatcher._pacer.limit._limit = 16.0  # as if it had grown, and found the knee
+    dispatcher._pacer.limit._slow_start = False
     report = await dispatcher.run(SERIALS[:8])
     assert report.counts["unknown"] == 1
     assert report.counts["sent"] == 7
@@ -254,3 +258,12 @@ def test_auto_options() -> None:
     assert options.auto
     assert options.workers == 32
     assert JobOptions(concurrency=7, max_concurrency=32).workers == 7
+
+
+def test_auto_is_the_default_of_every_bulk_entry_point() -> None:
+    assert JobOptions().concurrency == "auto"
+    assert JobOptions().workers == DEFAULT_MAX_CONCURRENCY
+    for function in (DevicesResource.send_commands, DevicesResource.stream_commands,
+                     jobs.send_commands, jobs.stream_commands):
+        default = inspect.signature(function).parameters["concurrency"].default
+        assert default == "auto", function.__qualname__

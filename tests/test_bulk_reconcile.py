@@ -209,7 +209,7 @@ async def test_a_stream_yields_each_serial_once_with_its_reconciled_outcome() ->
     fleet.failing.add("SN0005")
     fleet.plan["SN0005"] = ["drop"]
     seen: list[ProgressStats] = []
-    stream = stream_commands(fleet.send, serials_(6), COMMANDS, chunk_size=1,
+    stream = stream_commands(fleet.send, serials_(6), COMMANDS, chunk_size=1, concurrency=16,
                              reconcile_with=fleet.reader(), on_progress=seen.append,
                              progress_interval=0)
     outcomes = [o async for o in stream]

@@ -67,6 +67,9 @@ def test_concurrency_option_takes_auto() -> None:
     assert concurrency("8") == 8
     with pytest.raises(SystemExit):
         concurrency("fast")
+    argv = ["devices", "send-commands", "--serials-file", "-", "--set", "w_ota=true"]
+    assert parser.parse_args(argv).concurrency == "auto"  # the default
+    assert parser.parse_args(["demo"]).concurrency == 16  # the demo keeps a fixed value
 
 
 def test_send_commands_with_auto(cli: InProcess, emu: Iris360Emulator, tmp_path: Path) -> None:

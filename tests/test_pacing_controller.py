@@ -342,23 +342,124 @@ def feed_round(limit: AdaptiveLimit, latency: float, now: float) -> float:
     return end
 
 
-def test_starts_low_and_doubles_while_latency_is_flat() -> None:
+def feed_window(limit: AdaptiveLimit, latency: float, now: float) -> float:
+    """Answer one window (the limit's worth: one round trip) of ``ok`` requests sent at
+    ``now``; returns the new time."""
+    end = now + latency
+    for _ in range(limit.limit):
+        limit.on_sample(latency, "ok", end)
+    return end
+
+
+def past_slow_start(level: int, **kwargs: float) -> AdaptiveLimit:
+    """A limit at ``level`` after slow start: two overloads halved it from ``4 * level``, so
+    it doubles back to ``2 * level`` first."""
+    limit = AdaptiveLimit(initial=4 * level, **kwargs)  # type: ignore[arg-type]
+    limit.on_sample(0.0, "overload", now=-2.0)
+    limit.on_sample(0.0, "overload", now=-1.0)
+    assert limit.limit == level
+    return limit
+
+
+def test_starts_low_and_grows_every_round_trip_while_latency_is_flat() -> None:
     limit = AdaptiveLimit()
     assert limit.limit == 2
     now = 0.0
     seen = []
-    for _ in range(4):
-        now = feed_round(limit, 0.1, now)
+    for _ in range(5):
+        now = feed_window(limit, 0.1, now)  # half a request more per answer
         seen.append(limit.limit)
-    assert seen == [4, 8, 16, 32]
+    assert seen == [3, 4, 6, 9, 14]
+
+
+def test_fast_ramp_reaches_the_maximum_in_a_few_round_trips() -> None:
+    # 64 workers, 20 ms: from 2 to 64 is 8.5 round trips growing 1.5 times each
+    fast = Profile(workers=workers(64), service=const(0.02), timeout=1.0)
+    run = simulate(fast, AdaptiveLimit(), jobs=2_000)
+    first_max = next(t for t, limit, _ in run.trace if limit == DEFAULT_MAX_LIMIT)
+    assert first_max < 10 * (0.02 + fast.rtt)
+    assert run.timeouts == 0
+    assert set(run.limits_between(first_max, math.inf)) == {DEFAULT_MAX_LIMIT}
+
+
+def test_slow_start_ends_at_the_knee_the_first_late_answer_shows() -> None:
+    limit = AdaptiveLimit(initial=32)
+    now = feed_window(limit, 0.1, 0.0)  # 32 answers at no-load latency: 48 sent at 0.1
+    assert limit.limit == 48
+    limit.on_sample(0.4, "ok", now + 0.4)  # 4x late: about 12 of those 48 were served
+    assert 12 <= limit.limit <= 14
+
+
+def test_slow_start_after_instant_answers_ends_without_dividing_by_zero() -> None:
+    limit = AdaptiveLimit(initial=8)
+    now = feed_window(limit, 0.0, 1.0)
+    limit.on_sample(0.05, "ok", now + 0.05)
+    assert limit.limit == 1  # everything the instant answers promised was queueing
 
 
 def test_latency_rise_cuts_to_the_knee_at_once() -> None:
-    limit = AdaptiveLimit(initial=16)
-    now = feed_round(limit, 0.1, 0.0)  # 32 requests at no-load latency
+    limit = past_slow_start(16)
+    now = feed_round(limit, 0.1, 0.0)  # no-load latency: back up to 32
     assert limit.limit == 32
     feed_round(limit, 0.4, now)  # 4x the latency: about 8 requests were being served
     assert 8 <= limit.limit <= 10
+
+
+def test_a_cut_that_left_no_queue_and_cost_answers_is_undone() -> None:
+    # 32 in flight at 20 ms; every answer of one round is 40 ms late (the client's event loop
+    # was busy): the cut to about 16 leaves no queue and halves the answers per second, so
+    # the limit goes straight back
+    limit = past_slow_start(16, noise=0.0)
+    now = feed_round(limit, 0.020, 0.0)
+    assert limit.limit == 32
+    now = feed_round(limit, 0.020, now)
+    level = limit.limit
+    now = feed_round(limit, 0.060, now)
+    assert limit.limit < level / 2
+    feed_round(limit, 0.020, now)
+    assert limit.limit >= level
+
+
+def test_a_pause_during_slow_start_is_undone_and_slow_start_goes_on() -> None:
+    limit = AdaptiveLimit(initial=16)
+    now = feed_window(limit, 0.020, 0.0)
+    assert limit.limit == 24
+    for _ in range(3):  # every answer held back 40 ms at once (the client was busy), or
+        limit.on_sample(0.060, "ok", now + 0.060)  # one slow answer of a long tail
+    now += 0.060
+    assert limit.limit < 16
+    now = feed_round(limit, 0.020, now)  # no queue, and far fewer answers per second
+    assert limit.limit == 24
+    feed_window(limit, 0.020, now)  # slow start again: 1.5 times per round trip
+    assert limit.limit == 36
+
+
+def test_a_cut_that_kept_the_answers_per_second_stays() -> None:
+    # 16 in flight at 20 ms (800/s); at 32 latency doubles (a queue: the knee is 16); after
+    # the cut the answers per second are what they were: the cut stands
+    limit = past_slow_start(16, noise=0.0)
+    now = feed_round(limit, 0.020, 0.0)
+    assert limit.limit == 32
+    now = feed_round(limit, 0.040, now)
+    cut = limit.limit
+    assert cut < 20
+    feed_round(limit, 0.021, now)
+    assert cut <= limit.limit < 24
+
+
+def test_a_rise_seen_again_at_the_restored_limit_is_believed() -> None:
+    limit = past_slow_start(16, noise=0.0)
+    now = feed_round(limit, 0.020, 0.0)
+    now = feed_round(limit, 0.020, now)
+    level = limit.limit
+    now = feed_round(limit, 0.060, now)  # a pause: cut, then undone
+    now = feed_round(limit, 0.020, now)
+    assert limit.limit == level
+    now = feed_round(limit, 0.060, now)  # the same rise at the same limit: a real queue
+    cut = limit.limit
+    assert cut < level / 2
+    feed_round(limit, 0.020, now)
+    assert limit.limit < level
 
 
 def test_overload_halves_once_per_window() -> None:
@@ -473,28 +574,26 @@ def test_outcome_for_status(status: int, outcome: str) -> None:
 def test_a_rise_within_the_noise_floor_is_not_a_queue() -> None:
     # 20 ms requests; +6 ms is a ratio of 1.3 but within the 10 ms floor: growth goes on
     limit = AdaptiveLimit(initial=8)
-    now = feed_round(limit, 0.020, 0.0)
-    assert limit.limit == 16
-    feed_round(limit, 0.026, now)
-    assert limit.limit == 32
+    now = feed_window(limit, 0.020, 0.0)
+    assert limit.limit == 12
+    feed_window(limit, 0.026, now)
+    assert limit.limit == 18
     strict = AdaptiveLimit(initial=8, noise=0.0)
-    now = feed_round(strict, 0.020, 0.0)
-    feed_round(strict, 0.026, now)
-    assert strict.limit < 16  # without the floor: cut to the knee
+    now = feed_window(strict, 0.020, 0.0)
+    feed_window(strict, 0.026, now)
+    assert strict.limit < 12  # without the floor: cut to the knee
 
 
 def test_latency_up_but_answers_per_second_up_as_much_holds_the_limit() -> None:
     # 16 in flight at 20 ms, then 32 at 30 ms: 800 -> 1067 answers/s (+33 % for +100 % in
     # flight: a queue) versus 32 at 22.5 ms: 1422/s (+78 %: served, the client's overhead)
-    queued = AdaptiveLimit(initial=8, noise=0.0)
+    queued = past_slow_start(16, noise=0.0)
     now = feed_round(queued, 0.020, 0.0)
-    now = feed_round(queued, 0.020, now)
     assert queued.limit == 32
     feed_round(queued, 0.030, now)
     assert queued.limit < 32
-    served = AdaptiveLimit(initial=8, noise=0.0)
+    served = past_slow_start(16, noise=0.0)
     now = feed_round(served, 0.020, 0.0)
-    now = feed_round(served, 0.020, now)
     now = feed_round(served, 0.0225, now)
     assert served.limit == 32
     assert served.noload_latency == pytest.approx(0.0225)

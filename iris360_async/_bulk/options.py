@@ -132,7 +132,7 @@ class JobOptions:
     """
 
     chunk_size: int = 100
-    concurrency: Concurrency = 16
+    concurrency: Concurrency = "auto"
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_body_bytes: int | None = None
     max_rate: float | None = None

@@ -104,14 +104,16 @@ def _concurrency(text: str) -> int | str:
     return value
 
 
-def _concurrency_option(parser: argparse.ArgumentParser) -> None:
+def _concurrency_option(
+    parser: argparse.ArgumentParser, default: int | str = DEFAULT_CONCURRENCY
+) -> None:
     parser.add_argument(
         "--concurrency",
         type=_concurrency,
-        default=DEFAULT_CONCURRENCY,
+        default=default,
         metavar="N|auto",
         help=f"requests in flight, 1 to {MAX_CONCURRENCY}, or auto: paced to the server "
-        f"(default {DEFAULT_CONCURRENCY})",
+        f"(default {default})",
     )
 
 
@@ -427,7 +429,7 @@ lines starting with # are ignored.
         metavar="N",
         help=f"serials per request (default {DEFAULT_CHUNK_SIZE})",
     )
-    _concurrency_option(p)
+    _concurrency_option(p, default="auto")
     p.add_argument(
         "--journal",
         metavar="FILE",
