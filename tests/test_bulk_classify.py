@@ -340,7 +340,7 @@ def test_report_compact_storage_and_views() -> None:
         CommandOutcome("E", SENT),
     ]:
         report.total += 1
-        report._add(o)
+        report._record([o], keep=True)
     assert report.counts == {"sent": 2, "rejected": 1, "failed": 0, "unknown": 1, "skipped": 1}
     assert report.sent == ["A", "E"]
     assert [o.serial for o in report.failures] == ["B", "D"]

@@ -54,6 +54,7 @@ class CommandStatus(str, Enum):
 
 
 STATUSES: tuple[CommandStatus, ...] = tuple(CommandStatus)
+_SENT = CommandStatus.SENT
 FAILURE_STATUSES: frozenset[CommandStatus] = frozenset(
     {CommandStatus.REJECTED, CommandStatus.FAILED, CommandStatus.UNKNOWN}
 )
@@ -232,40 +233,35 @@ class CommandReport:
 
     # -- building (engine side) --------------------------------------------------------------
 
-    def _add(self, outcome: CommandOutcome) -> None:
-        status = outcome.status
-        self.counts[status._value_] += 1
-        if status is CommandStatus.SENT:
-            self.sent.append(outcome.serial)
-        elif status is CommandStatus.SKIPPED:
-            self._skipped.append(outcome.serial)
-            self._skipped_detail.append(outcome.detail or "")
-            self._skipped_earlier.append(outcome.earlier)
-            if outcome.earlier is not None:
-                self._add_earlier(outcome, keep=True)
-        else:
-            self.failures.append(outcome)
-        self._index = None
-
     def _record(self, outcomes: list[CommandOutcome], *, keep: bool) -> None:
         """Account settled ``outcomes``; ``keep=False`` (streaming jobs): counts only."""
-        sent = CommandStatus.SENT
-        others = [o for o in outcomes if o.status is not sent]
-        self.counts["sent"] += len(outcomes) - len(others)
+        sent = _SENT
         if keep:
-            if others:
-                self.sent.extend([o.serial for o in outcomes if o.status is sent])
-                for outcome in others:
-                    self._add(outcome)
-            else:
-                self.sent.extend([o.serial for o in outcomes])
+            serials = [o.serial for o in outcomes if o.status is sent]
+            self.sent.extend(serials)
             self._index = None
-            return
-        counts = self.counts
-        for outcome in others:
-            counts[outcome.status._value_] += 1
-            if outcome.earlier is not None:
-                self._add_earlier(outcome, keep=False)
+            count = len(serials)
+        else:
+            count = [o.status for o in outcomes].count(sent)
+        self.counts["sent"] += count
+        if count < len(outcomes):
+            for outcome in outcomes:
+                if outcome.status is not sent:
+                    self._add_other(outcome, keep)
+
+    def _add_other(self, outcome: CommandOutcome, keep: bool) -> None:
+        """Account one outcome that is not ``sent``."""
+        status = outcome.status
+        self.counts[status._value_] += 1
+        if keep:
+            if status is CommandStatus.SKIPPED:
+                self._skipped.append(outcome.serial)
+                self._skipped_detail.append(outcome.detail or "")
+                self._skipped_earlier.append(outcome.earlier)
+            else:
+                self.failures.append(outcome)
+        if outcome.earlier is not None:
+            self._add_earlier(outcome, keep=keep)
 
     def _add_earlier(self, outcome: CommandOutcome, *, keep: bool) -> None:
         """Account a serial skipped because the journal settled it (``outcome.earlier``)."""
