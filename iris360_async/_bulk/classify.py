@@ -108,10 +108,13 @@ def classify_chunk(
         return [CommandOutcome(s, _UNKNOWN, reason) for s in serials], True
     out: list[CommandOutcome] = []
     append = out.append
+    outcome, sent, sent_body, malformed, unset = (
+        CommandOutcome, _SENT, _SENT_BODY, MalformedBulkItem, msgspec.UNSET
+    )
     for serial, item in zip(serials, items, strict=True):
-        original = getattr(item, "original", msgspec.UNSET)
-        if original == _SENT_BODY and type(item) is not MalformedBulkItem:
-            append(CommandOutcome(serial, _SENT))
+        original = getattr(item, "original", unset)
+        if original == sent_body and type(item) is not malformed:
+            append(outcome(serial, sent))
         elif isinstance(item, MalformedBulkItem):
             reason = f"unrecognised item: not an object with 'original': {_describe(original)}"
             append(CommandOutcome(serial, _UNKNOWN, reason, original))

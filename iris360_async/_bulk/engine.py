@@ -496,10 +496,10 @@ class CommandDispatcher:
 
     async def _deliver(self, outcomes: list[CommandOutcome], sink: _Sink | None) -> None:
         self._settle(outcomes)
-        await self._progress()
+        if self.options.on_progress is not None:
+            await self._progress()
         if sink is not None and outcomes:
             await sink(outcomes)
-
 
     async def _progress(self, final: bool = False) -> None:
         await self._ledger.progress(

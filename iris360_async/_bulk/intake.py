@@ -61,13 +61,19 @@ class _Source:
         return self._ait is not None
 
     async def take(self, n: int) -> list[Any]:
+        if self._ait is None:
+            return self.take_now(n)
         if self._error is not None:
             raise self._error
-        if self._ait is not None:
-            try:
-                return [await self._ait.__anext__()]
-            except StopAsyncIteration:
-                return []
+        try:
+            return [await self._ait.__anext__()]
+        except StopAsyncIteration:
+            return []
+
+    def take_now(self, n: int) -> list[Any]:
+        """``take`` for an iterable, which never waits."""
+        if self._error is not None:
+            raise self._error
         assert self._it is not None
         batch: list[Any] = []
         try:
@@ -147,8 +153,10 @@ class Intake:
         """
         idle = 0
         planner = self._planner
+        source = self._source
         while not self._ready and not self.exhausted and not self._stopped:
-            items = await self._read(planner.chunk_size - len(planner))
+            n = planner.chunk_size - len(planner)
+            items = await self._read(n) if source.blocking else source.take_now(n)
             if items is None:
                 break
             if not items:
@@ -172,9 +180,8 @@ class Intake:
         return self._ready.popleft()
 
     async def _read(self, n: int) -> list[Any] | None:
-        """Up to ``n`` items; ``None`` when a stop interrupted a waiting read."""
-        if not self._source.blocking:
-            return await self._source.take(n)
+        """Up to ``n`` items from an async iterable; ``None`` when a stop interrupted the
+        wait."""
         with anyio.CancelScope() as scope:
             self._scope = scope
             try:
