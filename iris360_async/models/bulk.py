@@ -25,7 +25,7 @@ journal had settled that way (:attr:`CommandReport.previous_failures`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from enum import Enum
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "CommandOutcome",
     "CommandReport",
     "CommandStatus",
+    "OutcomeBatch",
     "ProgressStats",
     "Reconciliation",
 ]
@@ -79,6 +80,52 @@ class CommandOutcome(msgspec.Struct, frozen=True, gc=False):
     detail: str | None = None
     raw: Any = None
     earlier: CommandStatus | None = None
+
+
+class OutcomeBatch:
+    """The outcomes of a batch of serials (a chunk's answer, serials the intake settled), held
+    compactly: every serial in order, and the outcome of each serial that is not ``sent`` by
+    its position. A ``sent`` serial needs no object until someone iterates (a stream, the
+    journal). Iterating gives every outcome, in order.
+    """
+
+    __slots__ = ("others", "serials")
+
+    def __init__(self, serials: list[str], others: dict[int, CommandOutcome]) -> None:
+        self.serials = serials
+        self.others = others
+
+    @classmethod
+    def of(cls, outcomes: Iterable[CommandOutcome]) -> OutcomeBatch:
+        """The batch of ``outcomes`` (returned as is when already a batch)."""
+        if isinstance(outcomes, OutcomeBatch):
+            return outcomes
+        serials: list[str] = []
+        others: dict[int, CommandOutcome] = {}
+        for i, outcome in enumerate(outcomes):
+            serials.append(outcome.serial)
+            if outcome.status is not _SENT:
+                others[i] = outcome
+        return cls(serials, others)
+
+    def __len__(self) -> int:
+        return len(self.serials)
+
+    def __iter__(self) -> Iterator[CommandOutcome]:
+        get = self.others.get
+        for i, serial in enumerate(self.serials):
+            outcome = get(i)
+            yield CommandOutcome(serial, _SENT) if outcome is None else outcome
+
+    def __contains__(self, outcome: object) -> bool:
+        return any(o == outcome for o in self)
+
+    def sent(self) -> list[str]:
+        """The ``sent`` serials, in order."""
+        others = self.others
+        if not others:
+            return self.serials
+        return [serial for i, serial in enumerate(self.serials) if i not in others]
 
 
 class ProgressStats(msgspec.Struct, frozen=True):
@@ -233,21 +280,17 @@ class CommandReport:
 
     # -- building (engine side) --------------------------------------------------------------
 
-    def _record(self, outcomes: list[CommandOutcome], *, keep: bool) -> None:
-        """Account settled ``outcomes``; ``keep=False`` (streaming jobs): counts only."""
-        sent = _SENT
+    def _record(self, outcomes: Collection[CommandOutcome], *, keep: bool) -> None:
+        """Account settled ``outcomes`` (a list or an :class:`OutcomeBatch`); ``keep=False``
+        (streaming jobs): counts only."""
+        batch = OutcomeBatch.of(outcomes)
+        others = batch.others
+        self.counts["sent"] += len(batch.serials) - len(others)
         if keep:
-            serials = [o.serial for o in outcomes if o.status is sent]
-            self.sent.extend(serials)
+            self.sent.extend(batch.sent())
             self._index = None
-            count = len(serials)
-        else:
-            count = [o.status for o in outcomes].count(sent)
-        self.counts["sent"] += count
-        if count < len(outcomes):
-            for outcome in outcomes:
-                if outcome.status is not sent:
-                    self._add_other(outcome, keep)
+        for outcome in others.values():
+            self._add_other(outcome, keep)
 
     def _add_other(self, outcome: CommandOutcome, keep: bool) -> None:
         """Account one outcome that is not ``sent``."""
