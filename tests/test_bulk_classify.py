@@ -423,3 +423,10 @@ def test_planner_feed_cuts_like_add(
         assert len(fed) == len(added) == len(fed.pending())
     assert by_feed == by_add
     assert fed.flush() == added.flush()
+
+
+def test_classify_chunk_item_without_original_is_unknown() -> None:
+    batch, whole_unknown = classify_chunk(["A", "B"], [Item({"data": "Command sent!!"}), 42])
+    assert not whole_unknown
+    assert [o.status for o in batch] == [SENT, UNKNOWN]
+    assert "no 'original'" in (list(batch)[1].detail or "")

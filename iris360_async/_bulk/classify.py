@@ -109,7 +109,10 @@ def classify_chunk(
     others: dict[int, CommandOutcome] = {}
     sent_body, malformed, unset = _SENT_BODY, MalformedBulkItem, msgspec.UNSET
     for i, item in enumerate(items):
-        original = getattr(item, "original", unset)
+        try:
+            original = item.original
+        except AttributeError:
+            original = unset
         if original == sent_body and type(item) is not malformed:
             continue
         if isinstance(item, malformed):
