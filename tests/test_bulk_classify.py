@@ -21,7 +21,7 @@ from iris360_async._bulk import (
     plan_chunks,
     serial_size,
 )
-from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus
+from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus, OutcomeBatch
 
 SENT = CommandStatus.SENT
 REJECTED = CommandStatus.REJECTED
@@ -135,6 +135,42 @@ def test_length_mismatch_makes_the_chunk_unknown(n_items: int) -> None:
     assert whole_unknown
     assert [o.status for o in outcomes] == [UNKNOWN] * 3
     assert all(f"{n_items} items for 3 serials" in (o.detail or "") for o in outcomes)
+
+
+@given(st.lists(st.sampled_from(["ok", "rej", "bad"]), max_size=20))
+def test_outcome_batch_round_trips_and_accounts_like_a_list(kinds: list[str]) -> None:
+    make = {
+        "ok": lambda s: CommandOutcome(s, SENT),
+        "rej": lambda s: CommandOutcome(s, REJECTED, "You cannot send any of: w_ota"),
+        "bad": lambda s: CommandOutcome(s, FAILED, "broker timeout", "broker timeout"),
+    }
+    outcomes = [make[k](f"S{i}") for i, k in enumerate(kinds)]
+    batch = OutcomeBatch.of(outcomes)
+    assert list(batch) == outcomes
+    assert len(batch) == len(outcomes)
+    assert batch.sent() == [o.serial for o in outcomes if o.status is SENT]
+    assert sorted(batch.others) == [i for i, k in enumerate(kinds) if k != "ok"]
+    assert OutcomeBatch.of(batch) is batch
+    for keep in (True, False):
+        from_list, from_batch = CommandReport(), CommandReport()
+        from_list._record(outcomes, keep=keep)
+        from_batch._record(batch, keep=keep)
+        assert from_batch.counts == from_list.counts
+        assert from_batch.sent == from_list.sent
+        assert from_batch.failures == from_list.failures
+
+
+def test_classify_chunk_holds_no_object_for_a_sent_serial() -> None:
+    serials = ["A", "B", "C"]
+    items = [
+        Item({"data": "Command sent!!"}),
+        Item({"errors": "You cannot send any of: w_ota"}),
+        Item({"data": "Command sent!!"}),
+    ]
+    batch, _ = classify_chunk(serials, items)
+    assert list(batch.others) == [1]
+    assert batch.sent() == ["A", "C"]
+    assert [o.status for o in batch] == [SENT, REJECTED, SENT]
 
 
 # -- exceptions -------------------------------------------------------------------------------
@@ -340,7 +376,7 @@ def test_report_compact_storage_and_views() -> None:
         CommandOutcome("E", SENT),
     ]:
         report.total += 1
-        report._add(o)
+        report._record([o], keep=True)
     assert report.counts == {"sent": 2, "rejected": 1, "failed": 0, "unknown": 1, "skipped": 1}
     assert report.sent == ["A", "E"]
     assert [o.serial for o in report.failures] == ["B", "D"]
@@ -387,3 +423,10 @@ def test_planner_feed_cuts_like_add(
         assert len(fed) == len(added) == len(fed.pending())
     assert by_feed == by_add
     assert fed.flush() == added.flush()
+
+
+def test_classify_chunk_item_without_original_is_unknown() -> None:
+    batch, whole_unknown = classify_chunk(["A", "B"], [Item({"data": "Command sent!!"}), 42])
+    assert not whole_unknown
+    assert [o.status for o in batch] == [SENT, UNKNOWN]
+    assert "no 'original'" in (list(batch)[1].detail or "")

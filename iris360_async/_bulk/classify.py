@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import msgspec
 
 from .. import errors
-from ..models.bulk import CommandOutcome, CommandStatus
+from ..models.bulk import CommandOutcome, CommandStatus, OutcomeBatch
 from ..models.devices import MalformedBulkItem
 from .journal import NOT_SENT_PREFIX
 
@@ -97,28 +97,31 @@ def classify_item(original: Any) -> tuple[CommandStatus, str | None]:
 
 
 def classify_chunk(
-    serials: Sequence[str], items: Sequence[BulkItem]
-) -> tuple[list[CommandOutcome], bool]:
+    serials: list[str], items: Sequence[BulkItem]
+) -> tuple[OutcomeBatch, bool]:
     """Outcomes for a chunk whose request answered; and whether the chunk is wholly ``unknown``.
 
     A length mismatch between the answer and the request makes every serial ``unknown``.
     """
     if len(items) != len(serials):
         reason = f"the answer has {len(items)} items for {len(serials)} serials"
-        return [CommandOutcome(s, _UNKNOWN, reason) for s in serials], True
-    out: list[CommandOutcome] = []
-    append = out.append
-    for serial, item in zip(serials, items, strict=True):
-        original = getattr(item, "original", msgspec.UNSET)
-        if original == _SENT_BODY and type(item) is not MalformedBulkItem:
-            append(CommandOutcome(serial, _SENT))
-        elif isinstance(item, MalformedBulkItem):
+        return OutcomeBatch.of([CommandOutcome(s, _UNKNOWN, reason) for s in serials]), True
+    others: dict[int, CommandOutcome] = {}
+    sent_body, malformed, unset = _SENT_BODY, MalformedBulkItem, msgspec.UNSET
+    for i, item in enumerate(items):
+        try:
+            original = item.original
+        except AttributeError:
+            original = unset
+        if original == sent_body and type(item) is not malformed:
+            continue
+        if isinstance(item, malformed):
             reason = f"unrecognised item: not an object with 'original': {_describe(original)}"
-            append(CommandOutcome(serial, _UNKNOWN, reason, original))
+            others[i] = CommandOutcome(serials[i], _UNKNOWN, reason, original)
         else:
             status, detail = classify_item(original)
-            append(CommandOutcome(serial, status, detail, original))
-    return out, False
+            others[i] = CommandOutcome(serials[i], status, detail, original)
+    return OutcomeBatch(serials, others), False
 
 
 @dataclass(frozen=True)

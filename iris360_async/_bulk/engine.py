@@ -20,6 +20,7 @@ from collections.abc import (
     AsyncIterable,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Mapping,
     Sequence,
@@ -38,6 +39,7 @@ from ..models.bulk import (
     CommandOutcome,
     CommandReport,
     CommandStatus,
+    OutcomeBatch,
     ProgressStats,
     estimate_eta,
     input_total,
@@ -54,7 +56,7 @@ __all__ = ["CommandDispatcher", "SendChunk"]
 SendChunk = Callable[[list[str]], Awaitable[Sequence[BulkItem]]]
 """The raw call: serials in, one item per serial (request order) out; raises ``errors.*``."""
 
-_Sink = Callable[[list[CommandOutcome]], Awaitable[None]]
+_Sink = Callable[[Collection[CommandOutcome]], Awaitable[None]]
 
 
 class _RateLimiter:
@@ -115,18 +117,19 @@ class _Ledger:
             else:
                 self.journal.close()
 
-    def settle(self, outcomes: list[CommandOutcome]) -> bool:
+    def settle(self, outcomes: Collection[CommandOutcome]) -> bool:
         """Account ``outcomes`` (synchronous: also runs while cancelled); whether the
         ``max_failures`` budget is spent."""
-        self.report._record(outcomes, keep=self.keep)
-        self.settled += len(outcomes)
+        batch = OutcomeBatch.of(outcomes)
+        self.report._record(batch, keep=self.keep)
+        self.settled += len(batch)
         if self.journal is not None:
-            self.journal.write_outcomes(outcomes)
+            self.journal.write_outcomes(batch)
             self.journal.flush()
         limit = self._options.max_failures
         if limit is None:
             return False
-        self._failures += sum(1 for o in outcomes if o.status in FAILURE_STATUSES)
+        self._failures += sum(1 for o in batch.others.values() if o.status in FAILURE_STATUSES)
         return self._failures >= limit
 
     async def progress(
@@ -415,6 +418,7 @@ class CommandDispatcher:
                 chunk = await self._next_chunk(sink)
                 if chunk is None:
                     return
+                outcomes: Collection[CommandOutcome]
                 if self._stop_reason is not None:
                     outcomes = not_sent(chunk[1], self._stop_reason)
                 else:
@@ -426,7 +430,7 @@ class CommandDispatcher:
                 self._abort(exc)
                 return
 
-    async def _dispatch(self, index: int, serials: list[str]) -> list[CommandOutcome]:
+    async def _dispatch(self, index: int, serials: list[str]) -> Collection[CommandOutcome]:
         """Send one chunk (re-sending a wholly ``unknown`` one if ``retry_unknown`` asks)."""
         opts = self.options
         sent_once = False
@@ -463,7 +467,7 @@ class CommandDispatcher:
                 self._settle(not_sent(serials, self._stop_reason or "cancelled"))
             raise
 
-    async def _send(self, serials: list[str]) -> tuple[list[CommandOutcome], bool]:
+    async def _send(self, serials: list[str]) -> tuple[Collection[CommandOutcome], bool]:
         """One request: the chunk's outcomes, and whether a re-send may help."""
         self._in_flight += 1
         self.report.requests += 1
@@ -496,16 +500,18 @@ class CommandDispatcher:
 
     # -- settling --------------------------------------------------------------------------
 
-    def _settle(self, outcomes: list[CommandOutcome]) -> None:
+    def _settle(self, outcomes: Collection[CommandOutcome]) -> None:
         if self._ledger.settle(outcomes):
             self._request_stop("max_failures")
 
-    async def _deliver(self, outcomes: list[CommandOutcome], sink: _Sink | None) -> None:
+    async def _deliver(
+        self, outcomes: Collection[CommandOutcome], sink: _Sink | None
+    ) -> None:
         self._settle(outcomes)
-        await self._progress()
+        if self.options.on_progress is not None:
+            await self._progress()
         if sink is not None and outcomes:
             await sink(outcomes)
-
 
     async def _progress(self, final: bool = False) -> None:
         await self._ledger.progress(
@@ -518,7 +524,7 @@ async def _batches_of(
 ) -> AsyncGenerator[CommandOutcome, None]:
     """Run ``produce(sink)`` as a task and yield the outcomes it sends; leaving early cancels
     the task and waits for it."""
-    tx, rx = anyio.create_memory_object_stream[list[CommandOutcome]](capacity)
+    tx, rx = anyio.create_memory_object_stream[Collection[CommandOutcome]](capacity)
 
     async def run() -> None:
         with tx:

@@ -28,6 +28,7 @@ Emit = Callable[[list[CommandOutcome]], Awaitable[None]]
 
 _CHECKPOINT_EVERY = 1024  # items read without a chunk between two yields to the event loop
 _DUPLICATE = "duplicate serial in input"
+_strip = str.strip
 _TOO_LONG = f"{NOT_SENT_PREFIX} invalid serial: too long to fit max_body_bytes"
 
 
@@ -60,13 +61,19 @@ class _Source:
         return self._ait is not None
 
     async def take(self, n: int) -> list[Any]:
+        if self._ait is None:
+            return self.take_now(n)
         if self._error is not None:
             raise self._error
-        if self._ait is not None:
-            try:
-                return [await self._ait.__anext__()]
-            except StopAsyncIteration:
-                return []
+        try:
+            return [await self._ait.__anext__()]
+        except StopAsyncIteration:
+            return []
+
+    def take_now(self, n: int) -> list[Any]:
+        """``take`` for an iterable, which never waits."""
+        if self._error is not None:
+            raise self._error
         assert self._it is not None
         batch: list[Any] = []
         try:
@@ -146,8 +153,10 @@ class Intake:
         """
         idle = 0
         planner = self._planner
+        source = self._source
         while not self._ready and not self.exhausted and not self._stopped:
-            items = await self._read(planner.chunk_size - len(planner))
+            n = planner.chunk_size - len(planner)
+            items = await self._read(n) if source.blocking else source.take_now(n)
             if items is None:
                 break
             if not items:
@@ -171,9 +180,8 @@ class Intake:
         return self._ready.popleft()
 
     async def _read(self, n: int) -> list[Any] | None:
-        """Up to ``n`` items; ``None`` when a stop interrupted a waiting read."""
-        if not self._source.blocking:
-            return await self._source.take(n)
+        """Up to ``n`` items from an async iterable; ``None`` when a stop interrupted the
+        wait."""
         with anyio.CancelScope() as scope:
             self._scope = scope
             try:
@@ -199,33 +207,35 @@ class Intake:
 
     def _accept(self, items: list[Any]) -> None:
         """Apply the input rules to ``items``, in order."""
-        seen = self._seen
+        dedupe = self._seen is not None
+        seen: set[str] = self._seen if self._seen is not None else set()
+        add = seen.add
         planner = self._planner
         check = self._journal is not None or planner.max_body_bytes is not None
         accepted: list[str] = []
         keep = accepted.append
-        read = 0
+        blank = 0
         for item in items:
-            if not isinstance(item, str):
-                read += 1
+            try:
+                serial = _strip(item)  # str and its subclasses; TypeError for anything else
+            except TypeError:
                 self._settle_now(
                     repr(item),
                     CommandStatus.FAILED,
                     f"{NOT_SENT_PREFIX} invalid serial: expected str, got {type(item).__name__}",
                 )
                 continue
-            serial = item.strip()
             if not serial:
+                blank += 1
                 continue
-            read += 1
-            if seen is not None:
+            if dedupe:
                 if serial in seen:
                     self._settle_now(serial, CommandStatus.SKIPPED, _DUPLICATE)
                     continue
-                seen.add(serial)
+                add(serial)
             if not check or self._sendable(serial):
                 keep(serial)
-        self._report.total += read
+        self._report.total += len(items) - blank
         self._ready.extend(planner.feed(accepted))
 
     def _settle_now(self, serial: str, status: CommandStatus, detail: str) -> None:

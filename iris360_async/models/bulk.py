@@ -25,7 +25,7 @@ journal had settled that way (:attr:`CommandReport.previous_failures`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from enum import Enum
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "CommandOutcome",
     "CommandReport",
     "CommandStatus",
+    "OutcomeBatch",
     "ProgressStats",
     "Reconciliation",
 ]
@@ -54,6 +55,7 @@ class CommandStatus(str, Enum):
 
 
 STATUSES: tuple[CommandStatus, ...] = tuple(CommandStatus)
+_SENT = CommandStatus.SENT
 FAILURE_STATUSES: frozenset[CommandStatus] = frozenset(
     {CommandStatus.REJECTED, CommandStatus.FAILED, CommandStatus.UNKNOWN}
 )
@@ -78,6 +80,52 @@ class CommandOutcome(msgspec.Struct, frozen=True, gc=False):
     detail: str | None = None
     raw: Any = None
     earlier: CommandStatus | None = None
+
+
+class OutcomeBatch:
+    """The outcomes of a batch of serials (a chunk's answer, serials the intake settled), held
+    compactly: every serial in order, and the outcome of each serial that is not ``sent`` by
+    its position. A ``sent`` serial needs no object until someone iterates (a stream, the
+    journal). Iterating gives every outcome, in order.
+    """
+
+    __slots__ = ("others", "serials")
+
+    def __init__(self, serials: list[str], others: dict[int, CommandOutcome]) -> None:
+        self.serials = serials
+        self.others = others
+
+    @classmethod
+    def of(cls, outcomes: Iterable[CommandOutcome]) -> OutcomeBatch:
+        """The batch of ``outcomes`` (returned as is when already a batch)."""
+        if isinstance(outcomes, OutcomeBatch):
+            return outcomes
+        serials: list[str] = []
+        others: dict[int, CommandOutcome] = {}
+        for i, outcome in enumerate(outcomes):
+            serials.append(outcome.serial)
+            if outcome.status is not _SENT:
+                others[i] = outcome
+        return cls(serials, others)
+
+    def __len__(self) -> int:
+        return len(self.serials)
+
+    def __iter__(self) -> Iterator[CommandOutcome]:
+        get = self.others.get
+        for i, serial in enumerate(self.serials):
+            outcome = get(i)
+            yield CommandOutcome(serial, _SENT) if outcome is None else outcome
+
+    def __contains__(self, outcome: object) -> bool:
+        return any(o == outcome for o in self)
+
+    def sent(self) -> list[str]:
+        """The ``sent`` serials, in order."""
+        others = self.others
+        if not others:
+            return self.serials
+        return [serial for i, serial in enumerate(self.serials) if i not in others]
 
 
 class ProgressStats(msgspec.Struct, frozen=True):
@@ -236,40 +284,31 @@ class CommandReport:
 
     # -- building (engine side) --------------------------------------------------------------
 
-    def _add(self, outcome: CommandOutcome) -> None:
+    def _record(self, outcomes: Collection[CommandOutcome], *, keep: bool) -> None:
+        """Account settled ``outcomes`` (a list or an :class:`OutcomeBatch`); ``keep=False``
+        (streaming jobs): counts only."""
+        batch = OutcomeBatch.of(outcomes)
+        others = batch.others
+        self.counts["sent"] += len(batch.serials) - len(others)
+        if keep:
+            self.sent.extend(batch.sent())
+            self._index = None
+        for outcome in others.values():
+            self._add_other(outcome, keep)
+
+    def _add_other(self, outcome: CommandOutcome, keep: bool) -> None:
+        """Account one outcome that is not ``sent``."""
         status = outcome.status
         self.counts[status._value_] += 1
-        if status is CommandStatus.SENT:
-            self.sent.append(outcome.serial)
-        elif status is CommandStatus.SKIPPED:
-            self._skipped.append(outcome.serial)
-            self._skipped_detail.append(outcome.detail or "")
-            self._skipped_earlier.append(outcome.earlier)
-            if outcome.earlier is not None:
-                self._add_earlier(outcome, keep=True)
-        else:
-            self.failures.append(outcome)
-        self._index = None
-
-    def _record(self, outcomes: list[CommandOutcome], *, keep: bool) -> None:
-        """Account settled ``outcomes``; ``keep=False`` (streaming jobs): counts only."""
-        sent = CommandStatus.SENT
-        others = [o for o in outcomes if o.status is not sent]
-        self.counts["sent"] += len(outcomes) - len(others)
         if keep:
-            if others:
-                self.sent.extend([o.serial for o in outcomes if o.status is sent])
-                for outcome in others:
-                    self._add(outcome)
+            if status is CommandStatus.SKIPPED:
+                self._skipped.append(outcome.serial)
+                self._skipped_detail.append(outcome.detail or "")
+                self._skipped_earlier.append(outcome.earlier)
             else:
-                self.sent.extend([o.serial for o in outcomes])
-            self._index = None
-            return
-        counts = self.counts
-        for outcome in others:
-            counts[outcome.status._value_] += 1
-            if outcome.earlier is not None:
-                self._add_earlier(outcome, keep=False)
+                self.failures.append(outcome)
+        if outcome.earlier is not None:
+            self._add_earlier(outcome, keep=keep)
 
     def _add_earlier(self, outcome: CommandOutcome, *, keep: bool) -> None:
         """Account a serial skipped because the journal settled it (``outcome.earlier``)."""

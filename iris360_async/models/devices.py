@@ -104,7 +104,7 @@ class Device(msgspec.Struct, frozen=True):
         fix_timestamps(self, ("subscribed_until", "time_last_data"))
 
 
-class BulkCommandItemResult(msgspec.Struct, frozen=True, gc=False):
+class BulkCommandItemResult(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """One element of the ``sendCommandsBulk`` 207 array, in request order.
 
     Only ``original`` carries information (the per-device HTTP status is not sent):
@@ -114,15 +114,17 @@ class BulkCommandItemResult(msgspec.Struct, frozen=True, gc=False):
       was sent to it;
     * any other object, a string or ``None`` — the platform failed for that device.
 
+    Fields are keyword-only; ``original`` is required, so that decoding an element without
+    it fails (the devices resource then keeps the element as a :class:`MalformedBulkItem`).
+
     Attributes:
         headers: always empty in practice.
-        original: the per-device answer (see above). ``UNSET`` only straight out of the
-            decoder when the key was missing; the devices resource normalises that.
+        original: the per-device answer (see above).
         exception: always ``None`` in practice.
     """
 
     headers: dict[str, Any] | list[Any] | None = None
-    original: Any = msgspec.UNSET
+    original: Any
     exception: Any = None
 
     @property

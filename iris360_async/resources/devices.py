@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import (
     AsyncGenerator,
@@ -77,7 +76,6 @@ _DEVICE_PAGE = msgspec.json.Decoder(Page[Device])
 _BULK_RESULTS = msgspec.json.Decoder(list[BulkCommandItemResult])
 _ENCODER = msgspec.json.Encoder()
 _ANY = msgspec.json.Decoder()
-_ORIGINAL = operator.attrgetter("original")
 
 
 def _device_order_column(order_by: object) -> str:
@@ -105,12 +103,9 @@ def _decode_bulk_results(content: bytes) -> list[BulkCommandItemResult]:
     (no ``original`` key, or not an object) are kept whole as the ``original`` of a
     :class:`MalformedBulkItem`, which the bulk engine ends ``unknown``."""
     try:
-        items = _BULK_RESULTS.decode(content)
+        return _BULK_RESULTS.decode(content)  # ``original`` is a required field
     except msgspec.ValidationError:
         pass
-    else:
-        if msgspec.UNSET not in map(_ORIGINAL, items):
-            return items
     raw = _ANY.decode(content)
     if not isinstance(raw, list):
         raise msgspec.ValidationError("Expected `array`, got `" + type(raw).__name__ + "`")
