@@ -258,10 +258,8 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
 
 def _resolved(result: JobResult) -> tuple[int, int]:
     """Devices reconciliation took out of ``unknown``: (confirmed, re-sent and sent)."""
-    from .._bulk.reconcile import RESEND_DETAIL
-    from .._lifecycle import CONFIRMED_DETAIL
-
-    return result.sent_details[CONFIRMED_DETAIL], result.sent_details[RESEND_DETAIL]
+    reconciled = result.reconciled or {}
+    return reconciled.get("confirmed", 0), reconciled.get("resent", 0)
 
 
 def _note_reconciled(progress: JobProgress, result: JobResult) -> None:
