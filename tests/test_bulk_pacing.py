@@ -139,9 +139,9 @@ async def test_overload_or_a_lost_answer_halves_the_limit(failure: Exception) ->
         Scripted(clock, script), {"w_ota": True}, chunk_size=1, concurrency="auto",
         clock=clock, on_progress=record, progress_interval=0,
     )
-    assert dispatcher._pacer is not None
-    dispatcher._pacer.limit._limit = 16.0  # as if it had grown, and found the knee
-    dispatcher._pacer.limit._slow_start = False
+    assert dispatcher.pacer is not None
+    dispatcher.pacer.limit._limit = 16.0  # as if it had grown, and found the knee
+    dispatcher.pacer.limit._slow_start = False
     report = await dispatcher.run(SERIALS[:8])
     assert report.counts["unknown"] == 1
     assert report.counts["sent"] == 7
@@ -182,8 +182,8 @@ async def test_rate_limit_remaining_of_a_207_reaches_the_limit() -> None:
     dispatcher = CommandDispatcher(
         Scripted(clock, script), {"w_ota": True}, chunk_size=1, concurrency="auto", clock=clock
     )
-    assert dispatcher._pacer is not None
-    dispatcher._pacer.limit._limit = 16.0
+    assert dispatcher.pacer is not None
+    dispatcher.pacer.limit._limit = 16.0
     await dispatcher.run(SERIALS[:4])
     assert dispatcher.limit <= 12  # the bucket is empty: decreased by a quarter (or more)
 

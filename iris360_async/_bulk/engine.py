@@ -1,19 +1,17 @@
-"""The engine: workers, dispatch and retry, deadline, settling, progress.
+"""The engine: workers, dispatch and ``retry_unknown``, stopping (deadline, errors).
 
 Workers (at most ``concurrency``, one anyio task each) take turns reading the next chunk from
-the :class:`~.intake.Intake`, send it through ``send_chunk``, classify the answer
-(:mod:`.classify`) and settle its outcomes into the report, the journal and the caller's
-stream. Under ``concurrency="auto"`` (at most ``max_concurrency`` workers) every request first
-waits for a slot of the adaptive limit (:mod:`.pacer`). The rules a job follows are in
-docs/bulk.md; the layout in docs/architecture.md.
+the :class:`~.intake.Intake`, wait for their turn (:class:`~.pacer.Pacing`: ``max_rate``, the
+adaptive limit under ``concurrency="auto"``), send it through ``send_chunk``, classify the
+answer (:mod:`.classify`) and settle its outcomes (:class:`~.ledger.Ledger`: report, journal,
+progress) and into the caller's stream. The rules a job follows are in docs/bulk.md; the
+layout in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
-import math
 import random
 from collections.abc import (
     AsyncGenerator,
@@ -32,23 +30,15 @@ import anyio
 import anyio.abc
 
 from .._pacing import AdaptiveLimit
-from .._retry import Clock, SystemClock
+from .._retry import Clock, SystemClock, full_jitter
 from .._validation import validate_commands
-from ..models.bulk import (
-    FAILURE_STATUSES,
-    CommandOutcome,
-    CommandReport,
-    CommandStatus,
-    OutcomeBatch,
-    ProgressStats,
-    estimate_eta,
-    input_total,
-)
+from ..models.bulk import CommandOutcome, CommandReport, CommandStatus, input_total
 from .classify import BulkItem, classify_chunk, classify_exception, not_sent
 from .intake import Intake, check_input
 from .journal import Journal, JournalTarget
+from .ledger import Ledger
 from .options import JobOptions
-from .pacer import Pacer
+from .pacer import Pacer, Pacing
 from .planner import ChunkPlanner, body_base_size
 
 __all__ = ["CommandDispatcher", "SendChunk"]
@@ -59,118 +49,44 @@ SendChunk = Callable[[list[str]], Awaitable[Sequence[BulkItem]]]
 _Sink = Callable[[Collection[CommandOutcome]], Awaitable[None]]
 
 
-class _RateLimiter:
-    """Spaces request starts at least ``1 / rate`` seconds apart (a token bucket of depth 1)."""
+class _Stop:
+    """Why a job stops early (the first reason wins), the error to raise once it settled, and
+    the detail of chunks in flight when it is cut short."""
 
-    __slots__ = ("_clock", "_interval", "_next")
+    __slots__ = ("error", "in_flight_detail", "intake", "reason", "scope")
 
-    def __init__(self, rate: float, clock: Clock) -> None:
-        self._interval = 1.0 / rate
-        self._clock = clock
-        self._next = -math.inf
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.error: BaseException | None = None
+        self.in_flight_detail = "the job was cancelled while the request was in flight"
+        self.intake: Intake | None = None  # told to read no further
+        self.scope: anyio.CancelScope | None = None  # the workers', cancelled after the grace
 
-    async def acquire(self) -> None:
-        now = self._clock.monotonic()
-        start = self._next if self._next > now else now
-        self._next = start + self._interval
-        if start > now:
-            await self._clock.sleep(start - now)
+    def request(self, reason: str) -> None:
+        """Stop reading input; in-flight chunks settle (or are cancelled by the caller)."""
+        if self.reason is None:
+            self.reason = reason
+        if self.intake is not None:
+            self.intake.stop()
 
+    def abort(self, exc: BaseException) -> None:
+        """Stop because of ``exc`` (raised once in-flight chunks settled)."""
+        if self.error is None:
+            self.error = exc
+        self.request(f"error: {type(exc).__name__}")
 
-class _Ledger:
-    """Where outcomes settle: the report, the journal, the failure budget and progress."""
-
-    __slots__ = ("_borrowed", "_clock", "_failures", "_last", "_options", "journal", "keep",
-                 "report", "settled", "started", "total")
-
-    def __init__(self, options: JobOptions, clock: Clock, journal: Journal | None) -> None:
-        self._options = options
-        self._clock = clock
-        self.report = CommandReport()
-        self.keep = True  # False: counts only (streaming jobs)
-        self.journal: Journal | None = journal
-        self._borrowed = journal is not None  # opened (and closed) by the caller
-        self.settled = 0
-        self._failures = 0
-        self.started = self._last = 0.0
-        self.total: int | None = None  # the input's length, when known (progress ETA)
-
-    def open_journal(self, commands: Mapping[str, Any], target: JournalTarget | None) -> None:
-        """Open and lock the job's journal, when it has one."""
-        opts = self._options
-        if opts.journal is not None and not self._borrowed:
-            self.journal = Journal.open(
-                opts.journal, commands, target=target, force=opts.journal_force,
-                fsync=opts.journal_fsync,
-            )
-
-    def start(self) -> None:
-        self.started = self._last = self._clock.monotonic()
-
-    def close(self, stopped_reason: str | None) -> None:
-        """The job ended: elapsed time and stop reason into the report; the journal closed."""
-        self.report.elapsed = self._clock.monotonic() - self.started
-        self.report.stopped_reason = stopped_reason
-        if self.journal is not None:
-            if self._borrowed:
-                self.journal.flush()
-            else:
-                self.journal.close()
-
-    def settle(self, outcomes: Collection[CommandOutcome]) -> bool:
-        """Account ``outcomes`` (synchronous: also runs while cancelled); whether the
-        ``max_failures`` budget is spent."""
-        batch = OutcomeBatch.of(outcomes)
-        self.report._record(batch, keep=self.keep)
-        self.settled += len(batch)
-        if self.journal is not None:
-            self.journal.write_outcomes(batch)
-            self.journal.flush()
-        limit = self._options.max_failures
-        if limit is None:
-            return False
-        self._failures += sum(1 for o in batch.others.values() if o.status in FAILURE_STATUSES)
-        return self._failures >= limit
-
-    async def progress(
-        self,
-        in_flight: int,
-        stopped: str | None,
-        final: bool = False,
-        *,
-        limit: int | None = None,
-        latency: float | None = None,
-    ) -> None:
-        """Call ``on_progress`` when due (at most every ``progress_interval``; always when
-        ``final``)."""
-        callback = self._options.on_progress
-        if callback is None:
+    async def at_deadline(self, deadline: float, grace: float | None, clock: Clock) -> None:
+        """Stop reading after ``deadline`` seconds; cancel the requests still in flight
+        ``grace`` seconds later (never when ``None``)."""
+        await clock.sleep(deadline)
+        self.request("deadline")
+        if grace is None:
             return
-        now = self._clock.monotonic()
-        if not final and now - self._last < self._options.progress_interval:
-            return
-        self._last = now
-        elapsed = now - self.started
-        report = self.report
-        result = callback(
-            ProgressStats(
-                elapsed=elapsed,
-                read=report.total,
-                settled=self.settled,
-                counts=dict(report.counts),
-                in_flight_chunks=in_flight,
-                requests=report.requests,
-                rate=self.settled / elapsed if elapsed > 0 else 0.0,
-                done=final,
-                stopped_reason=stopped,
-                limit=limit,
-                latency=latency,
-                total=self.total,
-                eta=estimate_eta(self.total, self.settled, elapsed, final),
-            )
-        )
-        if inspect.isawaitable(result):
-            await result
+        if grace > 0:
+            await clock.sleep(grace)
+        if self.scope is not None:
+            self.in_flight_detail = "the job deadline passed while the request was in flight"
+            self.scope.cancel()
 
 
 class CommandDispatcher:
@@ -216,60 +132,52 @@ class CommandDispatcher:
         self._send_chunk = send_chunk
         self._journal_target = journal_target
         self._clock: Clock = clock if clock is not None else SystemClock()
-        rate = options.max_rate
-        self._limiter = _RateLimiter(rate, self._clock) if rate is not None else None
-        self._pacer = (
+        pacer = (
             Pacer(AdaptiveLimit(max_limit=options.max_concurrency), self._clock)
             if options.auto else None
         )
-        self._latency: float | None = None
-        self._random = random.Random()
-
-        self._ledger = _Ledger(options, self._clock, shared_journal)
+        self._pacing = Pacing(
+            options.workers, self._clock, max_rate=options.max_rate, pacer=pacer
+        )
+        self._ledger = Ledger(options, self._clock, self._pacing, shared_journal)
         self.report = self._ledger.report
+        self._random = random.Random()
         self._used = False
         self._intake: Intake | None = None
-        self._stop_reason: str | None = None
-        self._read_lock = asyncio.Lock()  # taken without yielding when free
-        self._chunk_index = 0
-        self._job_scope: anyio.CancelScope | None = None
+        self._stop = _Stop()
         self._workers_group: anyio.abc.TaskGroup | None = None
         self._workers = 0
-        self._cancel_detail = "the job was cancelled while the request was in flight"
-        self._fatal: BaseException | None = None
-        self._in_flight = 0
+        self._sink: _Sink | None = None  # where outcomes go besides the report (stream)
 
     # -- public ----------------------------------------------------------------------------
 
     @property
     def stopped_reason(self) -> str | None:
         """Why the job stopped early, once it did."""
-        return self._stop_reason
+        return self._stop.reason
 
     @property
     def in_flight(self) -> int:
         """Requests on the wire right now."""
-        return self._in_flight
+        return self._pacing.in_flight
 
     @property
     def limit(self) -> int:
         """Requests allowed in flight now: the adaptive limit under ``concurrency="auto"``,
         else ``concurrency``."""
-        if self._pacer is not None:
-            return self._pacer.limit.limit
-        return self.options.workers
+        return self._pacing.limit
 
     @property
     def pacer(self) -> Pacer | None:
-        """The gate of the adaptive limit under ``concurrency="auto"`` (``None`` otherwise);
+        """The adaptive limit's gate under ``concurrency="auto"`` (``None`` otherwise);
         reconciliation reads through it after the job."""
-        return self._pacer
+        return self._pacing.pacer
 
     @property
     def latency(self) -> float | None:
         """Smoothed latency of recent answered requests, seconds (``None`` before the
         first)."""
-        return self._latency
+        return self._pacing.latency
 
     async def run(self, serials: Iterable[Any] | AsyncIterable[Any]) -> CommandReport:
         """Run the job over ``serials`` and return the full report.
@@ -308,215 +216,148 @@ class CommandDispatcher:
         self._used = True
         check_input(serials)
         opts = self.options
-        self._ledger.total = input_total(serials, opts.total)
-        self._ledger.open_journal(self._commands, self._journal_target)
+        self._ledger.start(
+            self._commands, self._journal_target, input_total(serials, opts.total)
+        )
 
-        async def emit(outcomes: list[CommandOutcome]) -> None:
-            await self._deliver(outcomes, sink)
-
+        self._sink = sink
         planner = ChunkPlanner(opts.chunk_size, opts.max_body_bytes, self._base_bytes)
-        self._intake = Intake(
-            serials, planner, self.report, emit, dedupe=opts.dedupe,
+        self._intake = self._stop.intake = intake = Intake(
+            serials, planner, self.report, self._deliver, dedupe=opts.dedupe,
             journal=self._ledger.journal, resend=frozenset(opts.resend or ()),
         )
-        self._ledger.start()
         cancelled = False
         try:
             async with anyio.create_task_group() as outer:
                 if opts.deadline is not None:
-                    outer.start_soon(self._watch_deadline, opts.deadline)
+                    outer.start_soon(
+                        self._stop.at_deadline, opts.deadline, opts.deadline_grace, self._clock
+                    )
                 async with anyio.create_task_group() as tg:
-                    self._job_scope = tg.cancel_scope
+                    self._stop.scope = tg.cancel_scope
                     self._workers_group = tg
-                    self._add_worker(sink)
+                    self._add_worker()
                 outer.cancel_scope.cancel()
-            stranded = self._stranded()
+            stranded = intake.drain(self._stop.reason or "cancelled")
             if stranded:
-                await self._deliver(stranded, sink)
+                await self._deliver(stranded)
         except BaseException as exc:
             cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-            if cancelled and self._stop_reason is None:
-                self._stop_reason = "cancelled"
-            self._settle(self._stranded())
+            if cancelled:
+                self._stop.request("cancelled")
+            self._settle(intake.drain(self._stop.reason or "cancelled"))
             raise
         finally:
-            self._ledger.close(self._stop_reason)
+            self._ledger.close(self._stop.reason)
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._progress(final=True)
+                    await self._ledger.progress(self._stop.reason, final=True)
                 finally:
                     if cancelled and opts.on_cancel is not None:
                         opts.on_cancel(self.report)
-        if self._fatal is not None:
-            raise self._fatal
-
-    def _stranded(self) -> list[CommandOutcome]:
-        """Outcomes read but not delivered, and serials read but never sent (job stopped)."""
-        assert self._intake is not None
-        out = self._intake.take_outcomes()
-        unsent = self._intake.unsent()
-        if unsent:
-            out.extend(not_sent(unsent, self._stop_reason or "cancelled"))
-        return out
-
-    def _request_stop(self, reason: str) -> None:
-        """Stop reading input; in-flight chunks settle (or are cancelled by the caller)."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
-        if self._intake is not None:
-            self._intake.stop()
-
-    def _abort(self, exc: BaseException) -> None:
-        """Stop the job because of ``exc`` (raised once in-flight chunks settled)."""
-        if self._fatal is None:
-            self._fatal = exc
-        self._request_stop(f"error: {type(exc).__name__}")
-
-    async def _watch_deadline(self, deadline: float) -> None:
-        await self._clock.sleep(deadline)
-        self._request_stop("deadline")
-        grace = self.options.deadline_grace
-        if grace is None:
-            return
-        if grace > 0:
-            await self._clock.sleep(grace)
-        if self._job_scope is not None:
-            self._cancel_detail = "the job deadline passed while the request was in flight"
-            self._job_scope.cancel()
+        if self._stop.error is not None:
+            raise self._stop.error
 
     # -- workers ---------------------------------------------------------------------------
 
-    def _add_worker(self, sink: _Sink | None) -> None:
+    def _add_worker(self) -> None:
         """Start one more worker, up to ``concurrency``: once at the start and once per chunk
         read, so the job never has more workers than chunks (plus one that finds the end)."""
         if self._workers < self.options.workers and self._workers_group is not None:
             self._workers += 1
-            self._workers_group.start_soon(self._worker, sink)
+            self._workers_group.start_soon(self._worker)
 
-    async def _next_chunk(self, sink: _Sink | None) -> tuple[int, list[str]] | None:
-        """The next chunk and its index, read by whichever worker is free (one at a time);
-        ``None`` when the input is exhausted or the job stopped."""
+    async def _next_chunk(self) -> tuple[int, list[str]] | None:
+        """The next chunk and its index (see :meth:`Intake.next_chunk`); ``None`` when the
+        input is exhausted or the job stopped."""
         assert self._intake is not None
-        async with self._read_lock:
-            if self._stop_reason is not None:
-                return None
-            try:
-                serials = await self._intake.next_chunk()
-            except Exception as exc:  # the input itself failed: stop, raise it at the end
-                self._abort(exc)
-                return None
-            if serials is None:
-                return None
-            index = self._chunk_index
-            self._chunk_index += 1
-            self._add_worker(sink)
-            return index, serials
+        try:
+            chunk = await self._intake.next_chunk()
+        except Exception as exc:  # the input itself failed: stop, raise it at the end
+            self._stop.abort(exc)
+            return None
+        if chunk is not None:
+            self._add_worker()
+        return chunk
 
-    async def _worker(self, sink: _Sink | None) -> None:
+    async def _worker(self) -> None:
         while True:
             try:
-                chunk = await self._next_chunk(sink)
+                chunk = await self._next_chunk()
                 if chunk is None:
                     return
                 outcomes: Collection[CommandOutcome]
-                if self._stop_reason is not None:
-                    outcomes = not_sent(chunk[1], self._stop_reason)
+                if self._stop.reason is not None:
+                    outcomes = not_sent(chunk[1], self._stop.reason)
                 else:
                     outcomes = await self._dispatch(*chunk)
-                await self._deliver(outcomes, sink)
+                await self._deliver(outcomes)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:  # a callback or the consumer failed
-                self._abort(exc)
+                self._stop.abort(exc)
                 return
 
     async def _dispatch(self, index: int, serials: list[str]) -> Collection[CommandOutcome]:
         """Send one chunk (re-sending a wholly ``unknown`` one if ``retry_unknown`` asks)."""
-        opts = self.options
+        opts, pacing = self.options, self._pacing
         sent_once = False
         attempt = 0
         self.report.chunks += 1
         try:
             while True:
-                if self._limiter is not None:
-                    await self._limiter.acquire()
-                pacer = self._pacer
-                if pacer is not None:
-                    await pacer.acquire()
+                await pacing.acquire()
                 try:
-                    journal = self._ledger.journal
-                    if not sent_once and journal is not None:
-                        journal.write_inflight(index, serials)
-                        journal.flush()
+                    if not sent_once:
+                        self._ledger.sending(index, serials)
                     sent_once = True
                     outcomes, retryable = await self._send(serials)
                 finally:
-                    if pacer is not None:
-                        pacer.release()
-                if not retryable or attempt >= opts.retry_unknown or self._stop_reason:
+                    pacing.release()
+                if not retryable or attempt >= opts.retry_unknown or self._stop.reason:
                     return outcomes
                 attempt += 1
                 self.report.retried_chunks += 1
-                cap = min(30.0, opts.retry_backoff * (2 ** (attempt - 1)))
-                await self._clock.sleep(self._random.uniform(0, cap))
+                delay = full_jitter(attempt - 1, opts.retry_backoff, 30.0, self._random.random())
+                await self._clock.sleep(delay)
         except anyio.get_cancelled_exc_class():
             if sent_once:
-                self._settle([CommandOutcome(s, CommandStatus.UNKNOWN, self._cancel_detail)
+                self._settle([CommandOutcome(s, CommandStatus.UNKNOWN, self._stop.in_flight_detail)
                               for s in serials])
             else:
-                self._settle(not_sent(serials, self._stop_reason or "cancelled"))
+                self._settle(not_sent(serials, self._stop.reason or "cancelled"))
             raise
 
     async def _send(self, serials: list[str]) -> tuple[Collection[CommandOutcome], bool]:
         """One request: the chunk's outcomes, and whether a re-send may help."""
-        self._in_flight += 1
         self.report.requests += 1
-        clock = self._clock
-        started = clock.monotonic()
+        started = self._clock.monotonic()
         try:
             items = await self._send_chunk(serials)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
-            self._observe(clock.monotonic() - started, exc)
+            self._pacing.observe(started, exc)
             verdict = classify_exception(exc)
             if verdict.stop:
-                self._request_stop(verdict.stop_reason or f"error: {type(exc).__name__}")
+                self._stop.request(verdict.stop_reason or f"error: {type(exc).__name__}")
             outcomes = [CommandOutcome(s, verdict.status, verdict.detail, exc) for s in serials]
             return outcomes, verdict.retryable
-        finally:
-            self._in_flight -= 1
-        self._observe(clock.monotonic() - started, items)
+        self._pacing.observe(started, items)
         return classify_chunk(serials, items)
-
-    def _observe(self, latency: float, answer: object) -> None:
-        """One request ended: its latency into the recent average (answers only) and, under
-        ``"auto"``, the sample into the adaptive limit."""
-        if not isinstance(answer, BaseException):
-            smooth = self._latency
-            self._latency = latency if smooth is None else smooth + 0.2 * (latency - smooth)
-        if self._pacer is not None:
-            self._pacer.observe(latency, answer)
 
     # -- settling --------------------------------------------------------------------------
 
     def _settle(self, outcomes: Collection[CommandOutcome]) -> None:
         if self._ledger.settle(outcomes):
-            self._request_stop("max_failures")
+            self._stop.request("max_failures")
 
-    async def _deliver(
-        self, outcomes: Collection[CommandOutcome], sink: _Sink | None
-    ) -> None:
+    async def _deliver(self, outcomes: Collection[CommandOutcome]) -> None:
         self._settle(outcomes)
         if self.options.on_progress is not None:
-            await self._progress()
-        if sink is not None and outcomes:
-            await sink(outcomes)
-
-    async def _progress(self, final: bool = False) -> None:
-        await self._ledger.progress(
-            self._in_flight, self._stop_reason, final, limit=self.limit, latency=self._latency
-        )
+            await self._ledger.progress(self._stop.reason)
+        if self._sink is not None and outcomes:
+            await self._sink(outcomes)
 
 
 async def _batches_of(

@@ -9,6 +9,7 @@ the planner. The rules themselves: docs/bulk.md ("Input").
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from itertools import islice
@@ -18,6 +19,7 @@ import anyio
 import anyio.lowlevel
 
 from ..models.bulk import CommandOutcome, CommandReport, CommandStatus
+from .classify import not_sent
 from .journal import NOT_SENT_PREFIX, Journal
 from .planner import ChunkPlanner
 
@@ -100,9 +102,11 @@ class Intake:
     """
 
     __slots__ = (
+        "_chunks",
         "_emit",
         "_immediate",
         "_journal",
+        "_lock",
         "_planner",
         "_ready",
         "_report",
@@ -137,6 +141,8 @@ class Intake:
         self._immediate: list[CommandOutcome] = []
         self._scope: anyio.CancelScope | None = None
         self._stopped = False
+        self._lock = asyncio.Lock()  # taken without yielding when free
+        self._chunks = 0
         self.exhausted = False
 
     def stop(self) -> None:
@@ -145,12 +151,21 @@ class Intake:
         if self._scope is not None:
             self._scope.cancel()
 
-    async def next_chunk(self) -> list[str] | None:
-        """The next chunk to send; ``None`` at the end of the input or once stopped.
+    async def next_chunk(self) -> tuple[int, list[str]] | None:
+        """The next chunk to send and its number (0, 1, ...); ``None`` at the end of the input
+        or once stopped. One reader at a time: concurrent callers take turns.
 
         Raises:
             Exception: whatever the input raised (the items before it are accounted for).
         """
+        async with self._lock:
+            serials = await self._read_chunk()
+            if serials is None:
+                return None
+            self._chunks += 1
+            return self._chunks - 1, serials
+
+    async def _read_chunk(self) -> list[str] | None:
         idle = 0
         planner = self._planner
         source = self._source
@@ -189,6 +204,13 @@ class Intake:
             finally:
                 self._scope = None
         return None
+
+    def drain(self, reason: str) -> list[CommandOutcome]:
+        """Once the job ended: the outcomes settled here and not yet emitted, then the serials
+        read but never handed out (``skipped``, ``not sent: job stopped (<reason>)``)."""
+        out = self.take_outcomes()
+        out.extend(not_sent(self.unsent(), reason))
+        return out
 
     def take_outcomes(self) -> list[CommandOutcome]:
         """The outcomes settled by the intake and not yet emitted."""

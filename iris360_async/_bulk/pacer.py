@@ -1,9 +1,10 @@
-"""``concurrency="auto"``: the async gate in front of :class:`~.._pacing.AdaptiveLimit`.
+"""What stands between a chunk and the wire: :class:`Pacing` (``max_rate``, and under
+``concurrency="auto"`` the async gate in front of :class:`~.._pacing.AdaptiveLimit`).
 
-The controller itself is pure (:mod:`iris360_async._pacing`); this module waits when it refuses
-a request (woken by a release, a change of the limit or the end of a ``Retry-After`` pause) and
-turns what one request of the engine ended with -- the items, or the exception -- into the
-controller's sample: latency on the job's clock, outcome, ``Retry-After`` and
+The controller itself is pure (:mod:`iris360_async._pacing`); :class:`Pacer` waits when it
+refuses a request (woken by a release, a change of the limit or the end of a ``Retry-After``
+pause) and turns what one request of the engine ended with -- the items, or the exception --
+into the controller's sample: latency on the job's clock, outcome, ``Retry-After`` and
 ``X-RateLimit-Remaining``.
 
 The sender tells the engine its answer's headers through an optional ``headers`` attribute of
@@ -13,6 +14,7 @@ the items it returns (``devices.bulk_sender`` returns :class:`AnsweredItems`); e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -22,7 +24,7 @@ from .._pacing import AdaptiveLimit, Outcome, outcome_for_status
 from .._retry import Clock
 from ..errors import APIConnectionError, APIStatusError, RateLimitError
 
-__all__ = ["AnsweredItems", "Pacer", "sample_of"]
+__all__ = ["AnsweredItems", "Pacer", "Pacing", "RateLimiter", "sample_of"]
 
 T = TypeVar("T")
 
@@ -131,3 +133,77 @@ class Pacer:
     def _notify(self) -> None:
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
+
+
+class RateLimiter:
+    """Spaces request starts at least ``1 / rate`` seconds apart (a token bucket of depth 1)."""
+
+    __slots__ = ("_clock", "_interval", "_next")
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._next = -math.inf
+
+    async def acquire(self) -> None:
+        now = self._clock.monotonic()
+        start = self._next if self._next > now else now
+        self._next = start + self._interval
+        if start > now:
+            await self._clock.sleep(start - now)
+
+
+class Pacing:
+    """The pace of one job's requests: waits before each (``max_rate``, the adaptive limit
+    under ``"auto"``), counts those in flight, and learns from each answer.
+
+    Args:
+        workers: the fixed ``concurrency`` (the limit when there is no ``pacer``).
+        clock: the job's clock.
+        max_rate: at most this many request starts per second (``None``: no limit).
+        pacer: the adaptive limit's gate (``concurrency="auto"``), or ``None``.
+    """
+
+    __slots__ = ("_clock", "_limiter", "_workers", "in_flight", "latency", "pacer")
+
+    def __init__(
+        self, workers: int, clock: Clock, *, max_rate: float | None, pacer: Pacer | None
+    ) -> None:
+        self._workers = workers
+        self._clock = clock
+        self._limiter = RateLimiter(max_rate, clock) if max_rate is not None else None
+        self.pacer = pacer
+        self.in_flight = 0
+        self.latency: float | None = None
+        """Smoothed latency of recent answered requests, seconds (``None`` before the
+        first)."""
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed in flight now."""
+        return self.pacer.limit.limit if self.pacer is not None else self._workers
+
+    async def acquire(self) -> None:
+        """Wait until one more request may start, and count it in flight."""
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        if self.pacer is not None:
+            await self.pacer.acquire()
+        self.in_flight += 1
+
+    def release(self) -> None:
+        """One request fewer in flight (once per :meth:`acquire`, answered or not)."""
+        self.in_flight -= 1
+        if self.pacer is not None:
+            self.pacer.release()
+
+    def observe(self, started: float, answer: object) -> None:
+        """A request sent at ``started`` (the clock's time) ended with ``answer`` (the items,
+        or the exception): its latency into :attr:`latency` (answers only) and, under
+        ``"auto"``, the sample into the adaptive limit."""
+        latency = self._clock.monotonic() - started
+        if not isinstance(answer, BaseException):
+            smooth = self.latency
+            self.latency = latency if smooth is None else smooth + 0.2 * (latency - smooth)
+        if self.pacer is not None:
+            self.pacer.observe(latency, answer)
