@@ -22,10 +22,11 @@ from ._config import (
     NotGiven,
     Timeout,
 )
+from ._http_pool import HTTPPool
 from ._logging import get_logger
 from ._profiles import resolve_settings
 from ._retry import Clock, RateGate, RetryBudget, RetryPolicy, SystemClock
-from ._transport import HTTPPool, Transport, TransportStats
+from ._transport import Transport, TransportStats
 from ._version import __version__
 
 if TYPE_CHECKING:

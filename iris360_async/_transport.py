@@ -11,19 +11,20 @@ never followed); transport failures become :class:`~iris360_async.APIConnectionE
 have seen the request. An error raised while obtaining the token for a request has
 ``while_authenticating = True``: that request was never sent. Bodies are read up to
 ``max_response_bytes``.
+
+What a response is and the errors built from it live in :mod:`._responses`; the session and
+connection slots in :mod:`._http_pool`. This module must not know any endpoint's meaning, nor
+decide by itself whether a failure may be repeated (that is :mod:`._retry`'s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import anyio
@@ -32,7 +33,9 @@ import msgspec
 from . import _otel
 from ._auth import TokenManager
 from ._config import ClientConfig, Timeout
+from ._http_pool import HTTPPool
 from ._logging import get_logger
+from ._responses import RawResponse, _url_path, status_error
 from ._retry import (
     Clock,
     RateGate,
@@ -42,215 +45,29 @@ from ._retry import (
     decide_retry,
     gate_hold,
 )
-from ._retry import parse_retry_after as _parse_retry_after
-from .errors import MAX_ERROR_TEXT as _MAX_ERROR_TEXT
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     Iris360Error,
     RateLimitError,
-    RedirectError,
-    ResponseDecodeError,
     ResponseTooLargeError,
     condense,
-    extract_server_message,
-    mask_secrets,
-    mask_value,
-    status_error_class,
 )
 
-__all__ = [
-    "HTTPPool",
-    "RawResponse",
-    "RetryMode",
-    "Transport",
-    "TransportStats",
-    "decode_error",
-    "parse_error_body",
-    "status_error",
-]
+__all__ = ["Transport", "TransportStats"]
 
 T = TypeVar("T")
 
 _log = get_logger(__name__)
 _DEBUG = logging.DEBUG
 _ENCODER = msgspec.json.Encoder()
-_ANY_DECODER = msgspec.json.Decoder()
-_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
-_PATH_IN_MESSAGE = re.compile(r" - at `(\$[^`]*)`$")
-_JSON_START = frozenset('{["-0123456789tfn')
 _MODES = frozenset({"read", "write", "never"})
 MAX_RENEWALS = 3
 """Token renewals (refresh, or login when the refresh is refused) one request may ask for
 after 401 answers; a request whose rejected token was already replaced replays without one."""
 _MAX_REPLAYS = 2 * MAX_RENEWALS  # replays after 401s, renewed or replaced tokens alike
 _TEXT_OF_TOO_LARGE = 4096  # bytes of an oversized body kept for its error's text
-
-
-def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
-    decoder = _DECODERS.get(type_)
-    if decoder is None:
-        decoder = _DECODERS[type_] = msgspec.json.Decoder(type_)
-    return decoder
-
-
-def _header(headers: Mapping[str, str], lower_name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == lower_name:
-            return value
-    return None
-
-
-def _url_path(url: str) -> str:
-    return urlsplit(url).path or "/"
-
-
-@dataclass(frozen=True, slots=True)
-class RawResponse:
-    """A complete 2xx response.
-
-    Attributes:
-        status: the HTTP status.
-        headers: the response headers (case-insensitive mapping).
-        content: the body bytes.
-        method: the request method.
-        url: the request URL (no query string, no credentials).
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    content: bytes
-    method: str
-    url: str
-
-    @property
-    def text(self) -> str:
-        """The body decoded as UTF-8 (invalid bytes replaced)."""
-        return self.content.decode("utf-8", "replace")
-
-    def decode(self, type_: type[T]) -> T:
-        """The body decoded as JSON into ``type_`` (a msgspec Struct, ``list[...]``, ...).
-
-        Raises:
-            ResponseDecodeError: the body is not JSON or does not match ``type_``; ``path``
-                names the offending location (``$[0].rows``).
-        """
-        try:
-            result: T = _decoder(type_).decode(self.content)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            name = getattr(type_, "__name__", None) or repr(type_)
-            raise decode_error(self, name, exc) from None
-        return result
-
-
-def decode_error(response: RawResponse, expected: str, exc: Exception) -> ResponseDecodeError:
-    """The :class:`ResponseDecodeError` for a 2xx body that msgspec refused.
-
-    Args:
-        response: the response.
-        expected: what the body should have been, for the message (``"Page[Device]"``).
-        exc: msgspec's ``ValidationError`` or ``DecodeError`` (its path goes to ``.path``).
-    """
-    reason = str(exc)
-    match = _PATH_IN_MESSAGE.search(reason)
-    return ResponseDecodeError(
-        f"{response.method} {_url_path(response.url)} -> {response.status}: the response does "
-        f"not match {expected}: {reason}",
-        method=response.method,
-        url=response.url,
-        status=response.status,
-        path=match.group(1) if match else "$",
-        text=condense(response.text),
-    )
-
-
-def parse_error_body(text: str) -> Any:
-    """An error body as leniently as possible: JSON whenever it looks like JSON (whatever the
-    ``Content-Type``), a JSON string literal as ``str``, otherwise the stripped text; ``None``
-    for an empty body."""
-    stripped = text.strip()
-    if not stripped:
-        return None
-    if stripped[0] in _JSON_START:
-        try:
-            return _ANY_DECODER.decode(stripped)
-        except msgspec.DecodeError:
-            pass
-    return stripped
-
-
-def redirect_target(location: str | None, url: str) -> str | None:
-    """Where a ``Location`` header points, resolved against the request ``url``, without
-    credentials, query string or fragment; ``None`` when absent or unreadable."""
-    if not location or not location.strip():
-        return None
-    try:
-        target = urlsplit(urljoin(url, location.strip()))
-        host = target.hostname
-        port = target.port
-    except ValueError:
-        return None
-    if not host or target.scheme not in ("http", "https"):
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return f"{target.scheme}://{netloc}{target.path}"
-
-
-def status_error(
-    response: RawResponse, *, now: float | None = None, secrets: tuple[str, ...] = ()
-) -> APIStatusError:
-    """The exception for a non-2xx response.
-
-    The message reads like ``POST /api/public/v1/devices/paginate -> 422 Unprocessable Entity:
-    The page field is required.``: server text condensed (an HTML page becomes its title, one
-    line, at most 200 characters). For a 3xx it names the target, never the body.
-
-    Args:
-        response: the response.
-        now: the current time in seconds since the epoch (for an HTTP-date ``Retry-After``).
-        secrets: known secrets (password, tokens), masked as ``***`` wherever the server's
-            text appears: message, ``text``, ``body``, ``headers``.
-    """
-    status = response.status
-    raw = response.text
-    body = mask_value(parse_error_body(raw), secrets)
-    text = mask_secrets(raw, secrets)[:_MAX_ERROR_TEXT]
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    message = f"{response.method} {_url_path(response.url)} -> {status} {phrase}".rstrip()
-    cls = status_error_class(status)
-    fields: dict[str, Any] = {
-        "status": status,
-        "method": response.method,
-        "url": response.url,
-        "body": body,
-        "text": text,
-        "headers": {key: mask_secrets(value, secrets) for key, value in response.headers.items()},
-    }
-    if cls is RedirectError:
-        location = redirect_target(_header(response.headers, "location"), response.url)
-        target = location if location is not None else "no usable Location"
-        return RedirectError(
-            f"{message}: redirect to {target} not followed", location=location, **fields
-        )
-    detail = extract_server_message(body)
-    if detail is None and body is not None:
-        detail = text
-    if detail:
-        detail = condense(detail, secrets=secrets)
-    if detail:
-        message = f"{message}: {detail}"
-    if cls is RateLimitError:
-        retry_after = _parse_retry_after(
-            response.headers.get("Retry-After"), time.time() if now is None else now
-        )
-        return RateLimitError(message, retry_after=retry_after, **fields)
-    return cls(message, **fields)
 
 
 @dataclass(frozen=True)
@@ -300,76 +117,6 @@ class _Counters:
         self.retries = 0
         self.replays = 0
         self.rate_limited = 0
-
-
-class HTTPPool:
-    """The aiohttp session and the connection slots shared by a client and its copies.
-
-    Args:
-        session: a caller-owned session (never closed here), or ``None`` to create one lazily.
-        connection_limit: concurrent requests (and pooled connections) at most.
-        verify_ssl: whether TLS certificates are verified.
-        trust_env: a session created here takes proxies from ``HTTP_PROXY``/``HTTPS_PROXY``/
-            ``NO_PROXY`` (and credentials from ``~/.netrc``).
-    """
-
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession | None,
-        connection_limit: int,
-        verify_ssl: bool = True,
-        trust_env: bool = False,
-    ) -> None:
-        self._session = session
-        self.trust_env = trust_env
-        self.owned = session is None
-        """Whether the session is created (and closed) here."""
-        self.connection_limit = connection_limit
-        self.verify_ssl = verify_ssl
-        self.semaphore = asyncio.Semaphore(connection_limit)
-        self.closed = False
-
-    @property
-    def session(self) -> aiohttp.ClientSession | None:
-        """The session, if one exists."""
-        return self._session
-
-    @property
-    def needs_close(self) -> bool:
-        """Whether a session created here is still open."""
-        return (
-            self.owned
-            and not self.closed
-            and self._session is not None
-            and not self._session.closed
-        )
-
-    def get(self) -> aiohttp.ClientSession:
-        """The session, created on first use (call inside the event loop)."""
-        session = self._session
-        if self.closed:
-            raise RuntimeError("the client is closed")
-        if session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self.connection_limit,
-                limit_per_host=0,
-                ssl=bool(self.verify_ssl),
-            )
-            session = self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=self.trust_env
-            )
-        return session
-
-    async def aclose(self) -> None:
-        """Close the session if it was created here (waits for the connections to close);
-        idempotent. A caller-owned session is left open."""
-        if self.closed:
-            return
-        self.closed = True
-        session = self._session
-        if self.owned and session is not None and not session.closed:
-            await session.close()
 
 
 class Transport:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from .._config import NotGiven, Timeout
+from .._responses import decode_error
 from .._retry import RetryPolicy
-from .._transport import decode_error
 
 if TYPE_CHECKING:
     from .._client import Iris360Client
-    from .._transport import RawResponse
+    from .._responses import RawResponse
 
 __all__ = ["APIResource", "call_options", "decode_response"]
 
