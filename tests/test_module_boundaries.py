@@ -1,5 +1,5 @@
-"""The request machinery's modules import only what their docstrings allow: responses and
-their errors stay pure, the pool knows nothing of requests."""
+"""Modules import only what their docstrings allow: responses and their errors stay pure,
+the pool knows nothing of requests, the bulk engine knows only ``send_chunk`` (no HTTP)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def imported_modules(name: str) -> set[str]:
     [
         ("_responses", {"aiohttp", "anyio", "asyncio", "._transport", "._http_pool", "._auth"}),
         ("_http_pool", {"._transport", "._responses", "._auth", "._retry"}),
+        *(
+            (f"_bulk/{name}", {"aiohttp", ".._transport", ".._http_pool", ".._auth"})
+            for name in ("engine", "intake", "planner", "classify", "ledger", "pacer")
+        ),
     ],
 )
 def test_module_does_not_import(module: str, forbidden: set[str]) -> None:
