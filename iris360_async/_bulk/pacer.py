@@ -184,11 +184,20 @@ class Pacing:
         return self.pacer.limit.limit if self.pacer is not None else self._workers
 
     async def acquire(self) -> None:
-        """Wait until one more request may start, and count it in flight."""
+        """Wait until one more request may start, and count it in flight.
+
+        The adaptive gate first, ``max_rate`` last: requests the gate lets through together
+        still start ``1 / max_rate`` apart."""
+        pacer = self.pacer
+        if pacer is not None:
+            await pacer.acquire()
         if self._limiter is not None:
-            await self._limiter.acquire()
-        if self.pacer is not None:
-            await self.pacer.acquire()
+            try:
+                await self._limiter.acquire()
+            except BaseException:
+                if pacer is not None:
+                    pacer.release()
+                raise
         self.in_flight += 1
 
     def release(self) -> None:
