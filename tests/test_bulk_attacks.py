@@ -10,8 +10,10 @@ for the test (no wall-clock timing).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,7 +23,8 @@ import pytest
 
 from iris360_async import errors
 from iris360_async._bulk import CommandDispatcher, send_commands
-from iris360_async.models.bulk import CommandReport
+from iris360_async._bulk.journal import Journal
+from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus
 
 SENT_BODY = {"data": "Command sent!!"}
 REJECT_BODY = {"errors": "You cannot send any of: w_ota"}
@@ -129,6 +132,76 @@ def server_error() -> errors.APIStatusError:
     )
 
 
+# -- a stop while a chunk waits for its turn ---------------------------------------------------
+
+
+async def test_max_failures_while_a_chunk_waits_for_its_rate_slot_sends_nothing_more() -> None:
+    clock = HeldClock()
+    server = Server(clock, rejecting={"SN000"})
+    server.hold(0)
+    task = asyncio.ensure_future(send_commands(
+        server, serials_(3), COMMANDS, chunk_size=1, concurrency=2, max_rate=1.0,
+        max_failures=1, clock=clock,
+    ))
+    await until(lambda: len(server.calls) == 1 and clock.sleepers == 1)  # SN001 waits its slot
+    server.answer(0)  # rejected: the failure budget is spent, the job stops
+    await settle_loop()
+    clock.advance(1.0)
+    report = await task
+    check_accounting(report)
+    assert report.stopped_reason == "max_failures"
+    assert server.sent == ["SN000"]
+    assert report.outcome("SN001") == CommandOutcome(
+        "SN001", CommandStatus.SKIPPED, "not sent: job stopped (max_failures)"
+    )
+    assert report.chunks == report.requests == 1
+
+
+async def test_deadline_while_a_chunk_waits_at_the_adaptive_gate_sends_nothing_more() -> None:
+    clock = HeldClock()
+    server = Server(clock)
+    server.hold(0, 1)
+    task = asyncio.ensure_future(send_commands(
+        server, serials_(4), COMMANDS, chunk_size=1, concurrency="auto", max_concurrency=8,
+        deadline=5.0, deadline_grace=None, clock=clock,
+    ))
+    await until(lambda: len(server.calls) == 2)  # the gate starts at 2; the others wait there
+    await settle_loop()
+    clock.advance(5.0)  # the deadline: in-flight requests may settle, nothing new starts
+    await settle_loop()
+    server.answer(0)
+    server.answer(1)
+    report = await task
+    check_accounting(report)
+    assert report.stopped_reason == "deadline"
+    assert server.sent == ["SN000", "SN001"]
+    assert report.counts["sent"] == 2
+    assert report.counts["skipped"] == report.total - 2
+    assert report.chunks == report.requests == 2
+
+
+async def test_retry_unknown_does_not_resend_after_the_job_stopped_during_the_backoff() -> None:
+    clock = HeldClock()
+    server = Server(clock)
+    server.errors[0] = server_error()  # wholly unknown: retry_unknown would send it again
+    server.hold(1)
+    task = asyncio.ensure_future(send_commands(
+        server, serials_(2), COMMANDS, chunk_size=1, concurrency=2, retry_unknown=2,
+        retry_backoff=1.0, deadline=5.0, deadline_grace=None, clock=clock,
+    ))
+    await until(lambda: len(server.calls) == 2 and clock.sleepers == 2)  # backoff + deadline
+    clock.advance(5.0)  # the deadline passes (and the backoff with it)
+    await settle_loop()
+    server.answer(1)
+    report = await task
+    check_accounting(report)
+    assert report.stopped_reason == "deadline"
+    assert server.sent == ["SN000", "SN001"]  # SN000 not sent again after the deadline
+    assert report.outcome("SN000").status is CommandStatus.UNKNOWN  # type: ignore[union-attr]
+    assert report.retried_chunks == 0
+    assert report.requests == 2
+
+
 # -- max_rate with concurrency="auto" ----------------------------------------------------------
 
 
@@ -177,3 +250,124 @@ async def test_cancelled_while_waiting_for_its_rate_slot_gives_back_the_gate_slo
     report = dispatcher.report
     check_accounting(report)
     assert report.serials("unknown") == ["SN000"]
+    assert report.requests == report.chunks == 1
+
+
+# -- streams cut by the deadline ---------------------------------------------------------------
+
+
+async def test_stream_yields_the_chunks_the_deadline_cut_off() -> None:
+    clock = HeldClock()
+    server = Server(clock)
+    server.hold(0, 1)
+    dispatcher = CommandDispatcher(
+        server, COMMANDS, chunk_size=2, concurrency=2, deadline=5.0, deadline_grace=0.0,
+        clock=clock,
+    )
+    got: list[CommandOutcome] = []
+
+    async def consume() -> None:
+        async with contextlib.aclosing(dispatcher.stream(serials_(10))) as outcomes:
+            async for outcome in outcomes:
+                got.append(outcome)
+
+    task = asyncio.ensure_future(consume())
+    await until(lambda: server.in_flight == 2)
+    clock.advance(5.0)
+    await task
+    report = dispatcher.report
+    assert report.stopped_reason == "deadline"
+    assert report.counts["unknown"] == 4
+    assert sorted(o.serial for o in got) == sorted({o.serial for o in got})
+    assert len(got) == report.total  # every serial read is yielded once
+
+
+async def test_stream_with_a_slow_consumer_yields_what_the_deadline_cut_off() -> None:
+    clock = HeldClock()
+    server = Server(clock)
+    dispatcher = CommandDispatcher(
+        server, COMMANDS, chunk_size=1, concurrency=1, deadline=5.0, deadline_grace=0.0,
+        clock=clock,
+    )
+    got: list[CommandOutcome] = []
+    resume = anyio.Event()
+
+    async def consume() -> None:
+        async with contextlib.aclosing(dispatcher.stream(serials_(10))) as outcomes:
+            async for outcome in outcomes:
+                got.append(outcome)
+                if len(got) == 1:
+                    await resume.wait()
+
+    task = asyncio.ensure_future(consume())
+    await until(lambda: len(got) == 1)
+    await settle_loop(50)  # the worker fills the stream's buffer and waits to hand more
+    clock.advance(5.0)
+    await settle_loop()
+    resume.set()
+    await task
+    report = dispatcher.report
+    assert report.stopped_reason == "deadline"
+    assert len(got) == report.total == len({o.serial for o in got})
+
+
+# -- a journal that cannot be written ----------------------------------------------------------
+
+
+def fail_on_call(monkeypatch: pytest.MonkeyPatch, name: str, call: int) -> None:
+    """Make ``Journal.<name>`` raise ``OSError`` (disk full) from its ``call``-th call on."""
+    original = getattr(Journal, name)
+    calls = iter(range(1, 1_000_000))
+
+    def failing(self: Journal, *args: Any) -> Any:
+        if next(calls) >= call:
+            raise OSError(28, "No space left on device")
+        return original(self, *args)
+
+    monkeypatch.setattr(Journal, name, failing)
+
+
+def journal_reopens(path: Path) -> bool:
+    journal = Journal.open(path, COMMANDS)
+    journal.close()
+    return True
+
+
+@pytest.mark.parametrize("method", ["write_inflight", "write_outcomes"])
+async def test_journal_write_failure_stops_the_job_with_every_serial_accounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    path = tmp_path / "j.jsonl"
+    server = Server()
+    fail_on_call(monkeypatch, method, 2)
+    dispatcher = CommandDispatcher(server, COMMANDS, chunk_size=2, concurrency=1, journal=path)
+    with pytest.raises(OSError, match="No space left"):
+        await dispatcher.run(serials_(10))
+    report = dispatcher.report
+    check_accounting(report)
+    assert report.stopped_reason == "error: OSError"
+    assert report.total >= 4
+    assert {o.serial for o in report.outcomes()} == set(serials_(report.total))
+    assert report.requests == len(server.calls) == report.chunks
+    monkeypatch.undo()
+    assert journal_reopens(path)  # the lock was released
+
+
+async def test_stream_yields_every_outcome_before_raising_the_journal_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = Server()
+    fail_on_call(monkeypatch, "write_outcomes", 2)
+    dispatcher = CommandDispatcher(
+        server, COMMANDS, chunk_size=2, concurrency=1, journal=tmp_path / "j.jsonl"
+    )
+    got: list[CommandOutcome] = []
+
+    async def consume() -> None:
+        async with contextlib.aclosing(dispatcher.stream(serials_(10))) as outcomes:
+            async for outcome in outcomes:
+                got.append(outcome)
+
+    with pytest.raises(OSError, match="No space left"):
+        await consume()
+    assert len(got) == dispatcher.report.total

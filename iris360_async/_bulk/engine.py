@@ -53,14 +53,14 @@ class _Stop:
     """Why a job stops early (the first reason wins), the error to raise once it settled, and
     the detail of chunks in flight when it is cut short."""
 
-    __slots__ = ("error", "in_flight_detail", "intake", "reason", "scope")
+    __slots__ = ("chunks", "error", "in_flight_detail", "intake", "reason")
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.error: BaseException | None = None
         self.in_flight_detail = "the job was cancelled while the request was in flight"
         self.intake: Intake | None = None  # told to read no further
-        self.scope: anyio.CancelScope | None = None  # the workers', cancelled after the grace
+        self.chunks: set[anyio.CancelScope] = set()  # chunks being sent, cut after the grace
 
     def request(self, reason: str) -> None:
         """Stop reading input; in-flight chunks settle (or are cancelled by the caller)."""
@@ -84,9 +84,9 @@ class _Stop:
             return
         if grace > 0:
             await clock.sleep(grace)
-        if self.scope is not None:
-            self.in_flight_detail = "the job deadline passed while the request was in flight"
-            self.scope.cancel()
+        self.in_flight_detail = "the job deadline passed while the request was in flight"
+        for scope in self.chunks:  # their outcomes are still delivered (the stream's too)
+            scope.cancel()
 
 
 class CommandDispatcher:
@@ -234,7 +234,6 @@ class CommandDispatcher:
                         self._stop.at_deadline, opts.deadline, opts.deadline_grace, self._clock
                     )
                 async with anyio.create_task_group() as tg:
-                    self._stop.scope = tg.cancel_scope
                     self._workers_group = tg
                     self._add_worker()
                 outer.cancel_scope.cancel()
@@ -248,13 +247,15 @@ class CommandDispatcher:
             self._settle(intake.drain(self._stop.reason or "cancelled"))
             raise
         finally:
-            self._ledger.close(self._stop.reason)
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._ledger.progress(self._stop.reason, final=True)
-                finally:
-                    if cancelled and opts.on_cancel is not None:
-                        opts.on_cancel(self.report)
+            try:
+                self._ledger.close(self._stop.reason)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._ledger.progress(self._stop.reason, final=True)
+                    finally:
+                        if cancelled and opts.on_cancel is not None:
+                            opts.on_cancel(self.report)
         if self._stop.error is not None:
             raise self._stop.error
 
@@ -299,34 +300,56 @@ class CommandDispatcher:
                 return
 
     async def _dispatch(self, index: int, serials: list[str]) -> Collection[CommandOutcome]:
-        """Send one chunk (re-sending a wholly ``unknown`` one if ``retry_unknown`` asks)."""
-        opts, pacing = self.options, self._pacing
+        """Send one chunk (re-sending a wholly ``unknown`` one if ``retry_unknown`` asks).
+
+        Nothing is sent once the job stopped, also when the stop came while the chunk waited
+        for its turn or between two attempts. A chunk the deadline's grace cuts short ends
+        ``unknown`` (``skipped`` if never sent) and is delivered like any other."""
+        opts, pacing, stop = self.options, self._pacing, self._stop
         sent_once = False
         attempt = 0
-        self.report.chunks += 1
+        outcomes: Collection[CommandOutcome] = ()
         try:
-            while True:
-                await pacing.acquire()
+            with anyio.CancelScope() as scope:
+                stop.chunks.add(scope)
                 try:
-                    if not sent_once:
-                        self._ledger.sending(index, serials)
-                    sent_once = True
-                    outcomes, retryable = await self._send(serials)
+                    while True:
+                        await pacing.acquire()
+                        try:
+                            if stop.reason is not None:  # stopped while this chunk waited
+                                return outcomes if sent_once else not_sent(serials, stop.reason)
+                            if not sent_once:
+                                try:
+                                    self._ledger.sending(index, serials)
+                                except OSError as exc:  # not journaled: not sent
+                                    stop.abort(exc)
+                                    return not_sent(serials, stop.reason or "cancelled")
+                                self.report.chunks += 1
+                            else:
+                                self.report.retried_chunks += 1
+                            sent_once = True
+                            outcomes, retryable = await self._send(serials)
+                        finally:
+                            pacing.release()
+                        if not retryable or attempt >= opts.retry_unknown or stop.reason:
+                            return outcomes
+                        attempt += 1
+                        delay = full_jitter(
+                            attempt - 1, opts.retry_backoff, 30.0, self._random.random()
+                        )
+                        await self._clock.sleep(delay)
                 finally:
-                    pacing.release()
-                if not retryable or attempt >= opts.retry_unknown or self._stop.reason:
-                    return outcomes
-                attempt += 1
-                self.report.retried_chunks += 1
-                delay = full_jitter(attempt - 1, opts.retry_backoff, 30.0, self._random.random())
-                await self._clock.sleep(delay)
-        except anyio.get_cancelled_exc_class():
-            if sent_once:
-                self._settle([CommandOutcome(s, CommandStatus.UNKNOWN, self._stop.in_flight_detail)
-                              for s in serials])
-            else:
-                self._settle(not_sent(serials, self._stop.reason or "cancelled"))
+                    stop.chunks.discard(scope)
+        except anyio.get_cancelled_exc_class():  # the job is cancelled
+            self._settle(self._cut_short(serials, sent_once))
             raise
+        return self._cut_short(serials, sent_once)  # the deadline's grace cut it
+
+    def _cut_short(self, serials: list[str], sent: bool) -> list[CommandOutcome]:
+        if not sent:
+            return not_sent(serials, self._stop.reason or "cancelled")
+        detail = self._stop.in_flight_detail
+        return [CommandOutcome(s, CommandStatus.UNKNOWN, detail) for s in serials]
 
     async def _send(self, serials: list[str]) -> tuple[Collection[CommandOutcome], bool]:
         """One request: the chunk's outcomes, and whether a re-send may help."""
@@ -349,7 +372,12 @@ class CommandDispatcher:
     # -- settling --------------------------------------------------------------------------
 
     def _settle(self, outcomes: Collection[CommandOutcome]) -> None:
-        if self._ledger.settle(outcomes):
+        try:
+            spent = self._ledger.settle(outcomes)
+        except OSError as exc:  # the journal cannot be written: stop (raised at the end)
+            self._stop.abort(exc)
+            return
+        if spent:
             self._stop.request("max_failures")
 
     async def _deliver(self, outcomes: Collection[CommandOutcome]) -> None:

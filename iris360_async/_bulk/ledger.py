@@ -86,18 +86,23 @@ class Ledger:
                 self.journal.close()
 
     def settle(self, outcomes: Collection[CommandOutcome]) -> bool:
-        """Account ``outcomes``; whether the ``max_failures`` budget is spent."""
+        """Account ``outcomes``; whether the ``max_failures`` budget is spent.
+
+        Raises:
+            OSError: the journal could not be written (the report has the outcomes).
+        """
         batch = OutcomeBatch.of(outcomes)
         self.report._record(batch, keep=self.keep)
         self.settled += len(batch)
+        limit = self._options.max_failures
+        if limit is not None:
+            self._failures += sum(
+                1 for o in batch.others.values() if o.status in FAILURE_STATUSES
+            )
         if self.journal is not None:
             self.journal.write_outcomes(batch)
             self.journal.flush()
-        limit = self._options.max_failures
-        if limit is None:
-            return False
-        self._failures += sum(1 for o in batch.others.values() if o.status in FAILURE_STATUSES)
-        return self._failures >= limit
+        return limit is not None and self._failures >= limit
 
     async def progress(self, stopped: str | None, final: bool = False) -> None:
         """Call ``on_progress`` when due (at most every ``progress_interval``; always when
