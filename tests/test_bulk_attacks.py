@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +371,61 @@ async def test_stream_yields_every_outcome_before_raising_the_journal_failure(
     with pytest.raises(OSError, match="No space left"):
         await consume()
     assert len(got) == dispatcher.report.total
+
+
+# -- answers and inputs the engine cannot use --------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", [None, 42])
+async def test_an_answer_that_is_not_a_list_ends_its_chunk_unknown(answer: Any) -> None:
+    calls: list[list[str]] = []
+
+    async def send(serials: list[str]) -> Any:
+        calls.append(serials)
+        await anyio.lowlevel.checkpoint()
+        if len(calls) == 2:
+            return answer
+        return [Item(SENT_BODY) for _ in serials]
+
+    report = await send_commands(send, serials_(6), COMMANDS, chunk_size=2, concurrency=1)
+    check_accounting(report)
+    assert report.total == 6
+    assert report.serials("unknown") == ["SN002", "SN003"]
+    assert report.counts["sent"] == 4
+
+
+class BadIterable:
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("the input cannot be opened")
+
+
+class BadAsyncIterable:
+    def __aiter__(self) -> Any:
+        raise RuntimeError("the input cannot be opened")
+
+
+@pytest.mark.parametrize("source", [BadIterable(), BadAsyncIterable()])
+async def test_an_input_that_fails_to_open_releases_the_journal(
+    tmp_path: Path, source: Any
+) -> None:
+    path = tmp_path / "j.jsonl"
+    with pytest.raises(RuntimeError, match="cannot be opened"):
+        await send_commands(Server(), source, COMMANDS, journal=path)
+    assert journal_reopens(path)
+
+
+# -- two jobs at once on one dispatcher --------------------------------------------------------
+
+
+async def test_a_refused_second_job_leaves_the_running_report_whole() -> None:
+    server = Server()
+    server.hold(0)
+    dispatcher = CommandDispatcher(server, COMMANDS, chunk_size=2, concurrency=1)
+    task = asyncio.ensure_future(dispatcher.run(serials_(4)))
+    await until(lambda: len(server.calls) == 1)
+    with pytest.raises(RuntimeError, match="one job"):
+        async for _ in dispatcher.stream(["X"]):
+            pass
+    server.answer(0)
+    report = await task
+    assert sorted(report.sent) == serials_(4)

@@ -203,7 +203,6 @@ class CommandDispatcher:
         ``contextlib.aclosing`` to make that deterministic. :attr:`report` keeps counts only.
         """
         check_input(serials)
-        self._ledger.keep = False
         return _batches_of(partial(self._execute, serials), self.options.workers)
 
     # -- job -------------------------------------------------------------------------------
@@ -216,16 +215,21 @@ class CommandDispatcher:
         self._used = True
         check_input(serials)
         opts = self.options
+        self._ledger.keep = sink is None  # a stream's report keeps counts only
         self._ledger.start(
             self._commands, self._journal_target, input_total(serials, opts.total)
         )
 
         self._sink = sink
         planner = ChunkPlanner(opts.chunk_size, opts.max_body_bytes, self._base_bytes)
-        self._intake = self._stop.intake = intake = Intake(
-            serials, planner, self.report, self._deliver, dedupe=opts.dedupe,
-            journal=self._ledger.journal, resend=frozenset(opts.resend or ()),
-        )
+        try:
+            self._intake = self._stop.intake = intake = Intake(
+                serials, planner, self.report, self._deliver, dedupe=opts.dedupe,
+                journal=self._ledger.journal, resend=frozenset(opts.resend or ()),
+            )
+        except BaseException:  # the input cannot be read at all (its __iter__ raised)
+            self._ledger.close(None)
+            raise
         cancelled = False
         try:
             async with anyio.create_task_group() as outer:
@@ -366,8 +370,12 @@ class CommandDispatcher:
                 self._stop.request(verdict.stop_reason or f"error: {type(exc).__name__}")
             outcomes = [CommandOutcome(s, verdict.status, verdict.detail, exc) for s in serials]
             return outcomes, verdict.retryable
-        self._pacing.observe(started, items)
-        return classify_chunk(serials, items)
+        try:
+            self._pacing.observe(started, items)
+            return classify_chunk(serials, items)
+        except Exception as exc:  # not a list of items: the server may have acted
+            detail = f"the answer could not be read ({type(exc).__name__})"
+            return [CommandOutcome(s, CommandStatus.UNKNOWN, detail) for s in serials], True
 
     # -- settling --------------------------------------------------------------------------
 
