@@ -24,7 +24,7 @@ import pytest
 from iris360_async import errors
 from iris360_async._bulk import CommandDispatcher, send_commands
 from iris360_async._bulk.journal import Journal
-from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus
+from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus, ProgressStats
 
 SENT_BODY = {"data": "Command sent!!"}
 REJECT_BODY = {"errors": "You cannot send any of: w_ota"}
@@ -429,3 +429,36 @@ async def test_a_refused_second_job_leaves_the_running_report_whole() -> None:
     server.answer(0)
     report = await task
     assert sorted(report.sent) == serials_(4)
+
+
+# -- callbacks that fail while the job is being cancelled --------------------------------------
+
+
+@pytest.mark.parametrize("failing", ["on_progress", "on_cancel"])
+async def test_a_callback_failing_during_cancellation_does_not_replace_it(
+    failing: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cancelled: list[CommandReport] = []
+
+    def on_progress(stats: ProgressStats) -> None:
+        if stats.done and failing == "on_progress":
+            raise ValueError("progress display broke")
+
+    def on_cancel(report: CommandReport) -> None:
+        cancelled.append(report)
+        if failing == "on_cancel":
+            raise ValueError("summary broke")
+
+    server = Server()
+    server.hold(0)
+    task = asyncio.ensure_future(send_commands(
+        server, serials_(4), COMMANDS, chunk_size=1, concurrency=1, on_progress=on_progress,
+        on_cancel=on_cancel,
+    ))
+    await until(lambda: len(server.calls) == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(cancelled) == 1
+    assert cancelled[0].stopped_reason == "cancelled"
+    assert "broke" in caplog.text  # not silently dropped

@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .._logging import get_logger
 from .._pacing import AdaptiveLimit
 from .._retry import Clock, SystemClock, full_jitter
 from .._validation import validate_commands
@@ -42,6 +43,8 @@ from .pacer import Pacer, Pacing
 from .planner import ChunkPlanner, body_base_size
 
 __all__ = ["CommandDispatcher", "SendChunk"]
+
+_log = get_logger(__name__)
 
 SendChunk = Callable[[list[str]], Awaitable[Sequence[BulkItem]]]
 """The raw call: serials in, one item per serial (request order) out; raises ``errors.*``."""
@@ -255,13 +258,23 @@ class CommandDispatcher:
                 self._ledger.close(self._stop.reason)
             finally:
                 with anyio.CancelScope(shield=True):
-                    try:
-                        await self._ledger.progress(self._stop.reason, final=True)
-                    finally:
-                        if cancelled and opts.on_cancel is not None:
-                            opts.on_cancel(self.report)
+                    await self._finish(cancelled)
         if self._stop.error is not None:
             raise self._stop.error
+
+    async def _finish(self, cancelled: bool) -> None:
+        """The final ``on_progress`` and, when cancelled, ``on_cancel``; a callback that fails
+        while the job is being cancelled is logged and does not replace the cancellation."""
+        try:
+            try:
+                await self._ledger.progress(self._stop.reason, final=True)
+            finally:
+                if cancelled and self.options.on_cancel is not None:
+                    self.options.on_cancel(self.report)
+        except Exception:
+            if not cancelled:
+                raise
+            _log.warning("a callback of a cancelled bulk job failed", exc_info=True)
 
     # -- workers ---------------------------------------------------------------------------
 
