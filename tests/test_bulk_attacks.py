@@ -20,9 +20,10 @@ import anyio
 import anyio.lowlevel
 import msgspec
 import pytest
+from test_bulk_reconcile import Fleet
 
 from iris360_async import errors
-from iris360_async._bulk import CommandDispatcher, send_commands
+from iris360_async._bulk import CommandDispatcher, send_commands, stream_commands
 from iris360_async._bulk.journal import Journal
 from iris360_async.models.bulk import CommandOutcome, CommandReport, CommandStatus, ProgressStats
 
@@ -462,3 +463,33 @@ async def test_a_callback_failing_during_cancellation_does_not_replace_it(
     assert len(cancelled) == 1
     assert cancelled[0].stopped_reason == "cancelled"
     assert "broke" in caplog.text  # not silently dropped
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_final_progress_failing_while_a_reconciling_job_is_cancelled_does_not_replace_it(
+    streaming: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = Fleet()
+    server = Server()
+    server.hold(0)
+
+    def on_progress(stats: ProgressStats) -> None:
+        if stats.done:
+            raise ValueError("progress display broke")
+
+    async def job() -> None:
+        if streaming:
+            async for _ in stream_commands(server, serials_(3), COMMANDS, chunk_size=1,
+                                           reconcile_with=fleet.reader(),
+                                           on_progress=on_progress):
+                pass
+        else:
+            await send_commands(server, serials_(3), COMMANDS, chunk_size=1,
+                                reconcile_with=fleet.reader(), on_progress=on_progress)
+
+    task = asyncio.ensure_future(job())
+    await until(lambda: len(server.calls) == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "broke" in caplog.text

@@ -26,6 +26,7 @@ import msgspec
 
 from .._lifecycle import CONFIRMED_DETAIL, CommandStateReader, Verdict, reconcile
 from .._lifecycle.reconcile import OnVerdict
+from .._logging import get_logger
 from .._pacing import AdaptiveLimit
 from .._retry import Clock, SystemClock
 from .._validation import validate_commands
@@ -62,6 +63,8 @@ RESEND_DETAIL = "re-sent: the command state showed the first send was not applie
 
 _UNKNOWN = CommandStatus.UNKNOWN
 _SENT = CommandStatus.SENT
+
+_log = get_logger(__name__)
 
 
 def read_concurrency(options: JobOptions) -> int:
@@ -409,10 +412,16 @@ class _FinalProgress:
         self._done = True
         last = self._last
         with anyio.CancelScope(shield=True):
-            await self._call(msgspec.structs.replace(
-                last, counts=dict(report.counts), requests=report.requests,
-                stopped_reason=report.stopped_reason, done=True,
-            ))
+            try:
+                await self._call(msgspec.structs.replace(
+                    last, counts=dict(report.counts), requests=report.requests,
+                    stopped_reason=report.stopped_reason, done=True,
+                ))
+            except Exception:
+                if report.stopped_reason != "cancelled":
+                    raise
+                # the job is being cancelled: the cancellation goes on
+                _log.warning("on_progress of a cancelled bulk job failed", exc_info=True)
 
     async def _call(self, stats: ProgressStats) -> None:
         if self._callback is None:
