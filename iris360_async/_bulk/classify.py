@@ -101,8 +101,12 @@ def classify_chunk(
 ) -> tuple[OutcomeBatch, bool]:
     """Outcomes for a chunk whose request answered; and whether the chunk is wholly ``unknown``.
 
-    A length mismatch between the answer and the request makes every serial ``unknown``.
+    An answer that is not a list, or whose length differs from the request's, makes every
+    serial ``unknown``.
     """
+    if not isinstance(items, Sequence):
+        reason = f"the answer could not be read (not a list: {type(items).__name__})"
+        return OutcomeBatch.of([CommandOutcome(s, _UNKNOWN, reason) for s in serials]), True
     if len(items) != len(serials):
         reason = f"the answer has {len(items)} items for {len(serials)} serials"
         return OutcomeBatch.of([CommandOutcome(s, _UNKNOWN, reason) for s in serials]), True

@@ -20,16 +20,17 @@ from collections.abc import (
     Callable,
     Collection,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from .._logging import get_logger
 from .._pacing import AdaptiveLimit
 from .._retry import Clock, SystemClock, full_jitter
 from .._validation import validate_commands
@@ -44,8 +45,6 @@ from .planner import ChunkPlanner, body_base_size
 
 __all__ = ["CommandDispatcher", "SendChunk"]
 
-_log = get_logger(__name__)
-
 SendChunk = Callable[[list[str]], Awaitable[Sequence[BulkItem]]]
 """The raw call: serials in, one item per serial (request order) out; raises ``errors.*``."""
 
@@ -56,14 +55,14 @@ class _Stop:
     """Why a job stops early (the first reason wins), the error to raise once it settled, and
     the detail of chunks in flight when it is cut short."""
 
-    __slots__ = ("chunks", "error", "in_flight_detail", "intake", "reason")
+    __slots__ = ("_chunks", "error", "in_flight_detail", "intake", "reason")
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.error: BaseException | None = None
         self.in_flight_detail = "the job was cancelled while the request was in flight"
         self.intake: Intake | None = None  # told to read no further
-        self.chunks: set[anyio.CancelScope] = set()  # chunks being sent, cut after the grace
+        self._chunks: set[anyio.CancelScope] = set()  # chunks being sent, cut after the grace
 
     def request(self, reason: str) -> None:
         """Stop reading input; in-flight chunks settle (or are cancelled by the caller)."""
@@ -88,8 +87,26 @@ class _Stop:
         if grace > 0:
             await clock.sleep(grace)
         self.in_flight_detail = "the job deadline passed while the request was in flight"
-        for scope in self.chunks:  # their outcomes are still delivered (the stream's too)
+        for scope in self._chunks:  # their outcomes are still delivered (the stream's too)
             scope.cancel()
+
+    def cut_short(self, serials: list[str], sent: bool) -> list[CommandOutcome]:
+        """The outcomes of a chunk the job's end cut short: ``unknown`` once sent, else
+        ``skipped`` (``not sent:``)."""
+        if not sent:
+            return not_sent(serials, self.reason or "cancelled")
+        return [CommandOutcome(s, CommandStatus.UNKNOWN, self.in_flight_detail) for s in serials]
+
+    @contextmanager
+    def cuttable(self) -> Iterator[None]:
+        """Sending one chunk, which the deadline's grace may cut short (the ``with`` block
+        then ends early, without an exception)."""
+        with anyio.CancelScope() as scope:
+            self._chunks.add(scope)
+            try:
+                yield
+            finally:
+                self._chunks.discard(scope)
 
 
 class CommandDispatcher:
@@ -254,27 +271,9 @@ class CommandDispatcher:
             self._settle(intake.drain(self._stop.reason or "cancelled"))
             raise
         finally:
-            try:
-                self._ledger.close(self._stop.reason)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._finish(cancelled)
+            await self._ledger.end(self._stop.reason, cancelled)
         if self._stop.error is not None:
             raise self._stop.error
-
-    async def _finish(self, cancelled: bool) -> None:
-        """The final ``on_progress`` and, when cancelled, ``on_cancel``; a callback that fails
-        while the job is being cancelled is logged and does not replace the cancellation."""
-        try:
-            try:
-                await self._ledger.progress(self._stop.reason, final=True)
-            finally:
-                if cancelled and self.options.on_cancel is not None:
-                    self.options.on_cancel(self.report)
-        except Exception:
-            if not cancelled:
-                raise
-            _log.warning("a callback of a cancelled bulk job failed", exc_info=True)
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -323,50 +322,43 @@ class CommandDispatcher:
         for its turn or between two attempts. A chunk the deadline's grace cuts short ends
         ``unknown`` (``skipped`` if never sent) and is delivered like any other."""
         opts, pacing, stop = self.options, self._pacing, self._stop
-        sent_once = False
-        attempt = 0
+        sent = False
         outcomes: Collection[CommandOutcome] = ()
         try:
-            with anyio.CancelScope() as scope:
-                stop.chunks.add(scope)
-                try:
-                    while True:
-                        await pacing.acquire()
-                        try:
-                            if stop.reason is not None:  # stopped while this chunk waited
-                                return outcomes if sent_once else not_sent(serials, stop.reason)
-                            if not sent_once:
-                                try:
-                                    self._ledger.sending(index, serials)
-                                except OSError as exc:  # not journaled: not sent
-                                    stop.abort(exc)
-                                    return not_sent(serials, stop.reason or "cancelled")
-                                self.report.chunks += 1
-                            else:
-                                self.report.retried_chunks += 1
-                            sent_once = True
-                            outcomes, retryable = await self._send(serials)
-                        finally:
-                            pacing.release()
-                        if not retryable or attempt >= opts.retry_unknown or stop.reason:
-                            return outcomes
-                        attempt += 1
-                        delay = full_jitter(
-                            attempt - 1, opts.retry_backoff, 30.0, self._random.random()
-                        )
-                        await self._clock.sleep(delay)
-                finally:
-                    stop.chunks.discard(scope)
+            with stop.cuttable():
+                for attempt in range(opts.retry_unknown + 1):
+                    if attempt:
+                        u = self._random.random()
+                        await self._clock.sleep(full_jitter(attempt - 1, opts.retry_backoff, 30, u))
+                    await pacing.acquire()
+                    try:
+                        if stop.reason is not None or not (sent or self._journaled(index, serials)):
+                            break  # stopped while this chunk waited, or not journaled
+                        if sent:
+                            self.report.retried_chunks += 1
+                        else:
+                            self.report.chunks += 1
+                        sent = True
+                        outcomes, retryable = await self._send(serials)
+                    finally:
+                        pacing.release()
+                    if not retryable or stop.reason:
+                        break
+                return outcomes if sent else not_sent(serials, stop.reason or "cancelled")
         except anyio.get_cancelled_exc_class():  # the job is cancelled
-            self._settle(self._cut_short(serials, sent_once))
+            self._settle(stop.cut_short(serials, sent))
             raise
-        return self._cut_short(serials, sent_once)  # the deadline's grace cut it
+        return stop.cut_short(serials, sent)  # the deadline's grace cut it
 
-    def _cut_short(self, serials: list[str], sent: bool) -> list[CommandOutcome]:
-        if not sent:
-            return not_sent(serials, self._stop.reason or "cancelled")
-        detail = self._stop.in_flight_detail
-        return [CommandOutcome(s, CommandStatus.UNKNOWN, detail) for s in serials]
+    def _journaled(self, index: int, serials: list[str]) -> bool:
+        """Journal chunk ``index`` as in flight; ``False`` (the job stopped) when the journal
+        cannot be written: a chunk not journaled is not sent."""
+        try:
+            self._ledger.sending(index, serials)
+        except OSError as exc:
+            self._stop.abort(exc)
+            return False
+        return True
 
     async def _send(self, serials: list[str]) -> tuple[Collection[CommandOutcome], bool]:
         """One request: the chunk's outcomes, and whether a re-send may help."""
@@ -383,12 +375,8 @@ class CommandDispatcher:
                 self._stop.request(verdict.stop_reason or f"error: {type(exc).__name__}")
             outcomes = [CommandOutcome(s, verdict.status, verdict.detail, exc) for s in serials]
             return outcomes, verdict.retryable
-        try:
-            self._pacing.observe(started, items)
-            return classify_chunk(serials, items)
-        except Exception as exc:  # not a list of items: the server may have acted
-            detail = f"the answer could not be read ({type(exc).__name__})"
-            return [CommandOutcome(s, CommandStatus.UNKNOWN, detail) for s in serials], True
+        self._pacing.observe(started, items)
+        return classify_chunk(serials, items)
 
     # -- settling --------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@ import inspect
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import anyio
+
+from .._logging import get_logger
 from .._retry import Clock
 from ..models.bulk import (
     FAILURE_STATUSES,
@@ -24,6 +27,8 @@ from .options import JobOptions
 from .pacer import Pacing
 
 __all__ = ["Ledger"]
+
+_log = get_logger(__name__)
 
 
 class Ledger:
@@ -84,6 +89,25 @@ class Ledger:
                 self.journal.flush()
             else:
                 self.journal.close()
+
+    async def end(self, stopped_reason: str | None, cancelled: bool) -> None:
+        """The job ended: :meth:`close`, then (shielded) the final ``on_progress`` and, when
+        cancelled, ``on_cancel``. A callback that fails while the job is being cancelled is
+        logged and does not replace the cancellation."""
+        try:
+            self.close(stopped_reason)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    try:
+                        await self.progress(stopped_reason, final=True)
+                    finally:
+                        if cancelled and self._options.on_cancel is not None:
+                            self._options.on_cancel(self.report)
+                except Exception:
+                    if not cancelled:
+                        raise
+                    _log.warning("a callback of a cancelled bulk job failed", exc_info=True)
 
     def settle(self, outcomes: Collection[CommandOutcome]) -> bool:
         """Account ``outcomes``; whether the ``max_failures`` budget is spent.
