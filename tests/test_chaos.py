@@ -318,7 +318,12 @@ def check_run(run: Run, items: list[str], where: str) -> list[str]:
         if claim == "unknown" and run.received[serial] < 1:
             out.append(f"{where}: unknown: {serial} ended 'unknown' but no bulk request "
                        f"naming it was received ({why(serial)})")
-    if (run.stopped_reason or "").startswith("authentication") and not run.login_failed:
+    # a login the emulator answered after the client's timeout (a loaded machine) failed too
+    login_timed_out = any(
+        "could not obtain an access token (APITimeoutError" in d for d in run.details.values()
+    )
+    if ((run.stopped_reason or "").startswith("authentication")
+            and not (run.login_failed or login_timed_out)):
         out.append(f"{where}: stop: the job stopped ({run.stopped_reason!r}) though no login "
                    "failed")
     return out
