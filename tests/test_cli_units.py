@@ -200,6 +200,14 @@ def test_flags_win_over_environment() -> None:
     assert "env-secret" not in repr(settings)
 
 
+def test_the_server_url_knows_where_it_came_from() -> None:
+    def origin(args: argparse.Namespace) -> str:
+        return resolve_connection(args, ENV, interactive=False, prompt=_no_prompt).server_origin()
+
+    assert origin(_args()) == "https://env.example.com (IRIS360_BASE_URL)"
+    assert origin(_args(base_url="https://f.example.com")) == "https://f.example.com (--base-url)"
+
+
 def test_missing_password_is_prompted_only_on_a_terminal() -> None:
     env = {k: v for k, v in ENV.items() if k != "IRIS360_PASSWORD"}
     prompts: list[str] = []
@@ -423,6 +431,40 @@ def test_errors_become_one_line_and_an_exit_code(exc: Exception, code: int, frag
     assert exit_code == code
     assert fragment in message
     assert "\n" not in message
+
+
+SERVER = "http://127.0.0.1:18099 (IRIS360_BASE_URL)"
+
+
+def test_an_unreachable_server_names_its_url_and_where_it_came_from() -> None:
+    refused = APIConnectionError("POST /api/public/v1/login: could not connect", request_sent=False)
+    message, code = describe_error(refused, server=SERVER)
+    assert code == 2
+    assert message.endswith(f"; check the server URL {SERVER} and that the server is running")
+    tls = APIConnectionError("could not connect: [SSL: WRONG_VERSION_NUMBER]", request_sent=False)
+    message, _ = describe_error(tls, server="https://127.0.0.1:8080 (--base-url)")
+    assert "does not speak https" in message
+
+
+def test_no_login_route_asks_whether_the_server_url_is_right() -> None:
+    missing = NotFoundError(
+        "not found", status=404, method="POST", url="http://h/foo/api/public/v1/login",
+        body={"message": "The route foo/api/public/v1/login could not be found."},
+    )  # fmt: skip
+    message, code = describe_error(missing, server="http://h/foo (--base-url)")
+    assert code == 1
+    assert "could not be found; is the server URL right? http://h/foo (--base-url)" in message
+    other = _status(NotFoundError, 404, "Entity not found")
+    assert "server URL" not in describe_error(other, server=SERVER)[0]
+
+
+def test_refused_credentials_name_what_to_check() -> None:
+    refused = _status(AuthenticationError, 401, {"message": "Unauthenticated."})
+    with_token, _ = describe_error(refused, token=True)
+    assert with_token.startswith("authentication failed (HTTP 401): Unauthenticated; ")
+    assert "access token" in with_token
+    assert "password" not in with_token
+    assert "password (IRIS360_PASSWORD)" in describe_error(refused)[0]
 
 
 def test_redact_hides_secrets() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from ._errors import EXIT_FAILED, EXIT_OK, CliError, timeout_advice
+from ._errors import EXIT_FAILED, EXIT_OK, CliError, credentials_advice, timeout_advice
 from ._job import PROBLEM_STATUSES, JobResult, cli_wording, run_job, write_job_summary
 from ._output import Output
 from ._paths import check_job_paths
@@ -124,10 +124,10 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     if result.authentication_failed and not result.counts.get("sent"):
         detail = result.problems.first_cause() or str(result.stopped_reason)
         hint = f"; then rerun with --journal {args.journal}" if args.journal else ""
+        token = ctx.settings is not None and ctx.settings.password is None
         raise CliError(
             f"authentication failed: {detail.removeprefix('not sent: ')}; nothing was sent; "
-            "check the username and "
-            f"IRIS360_PASSWORD, or the token{hint}"
+            f"{credentials_advice(token)}{hint}"
         )
     write_job_summary(out, result, title="send-commands")
     if result.stopped_reason and not result.interrupted:
