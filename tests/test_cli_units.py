@@ -68,6 +68,16 @@ def test_a_quoted_non_number_is_a_string() -> None:
     assert parse_value("1e308") == 1e308
 
 
+@pytest.mark.parametrize("text", ["{true", "[1, 2", '"eco', ' {"a": 1,}'])
+def test_a_value_that_starts_like_json_but_does_not_parse_is_refused(text: str) -> None:
+    with pytest.raises(CliError, match="is not valid JSON") as info:
+        parse_assignments([f"mode={text}"])
+    assert info.value.exit_code == 2
+    assert info.value.message.startswith("--set mode: ")
+    assert json.dumps(text) in info.value.message  # how to send it as a string
+    assert parse_value(json.dumps(text)) == text
+
+
 def test_bad_values_name_the_command() -> None:
     with pytest.raises(CliError, match=r"^--set w_cfg: '\[1, NaN\]' holds NaN") as info:
         parse_assignments(["w_ota=true", "w_cfg=[1, NaN]"])
@@ -108,6 +118,27 @@ def test_serials_file_skips_blanks_and_comments_and_counts(tmp_path: Path) -> No
     assert source.total == 3
     assert list(source) == ["SN1", "SN2", "SN1"]
     assert list(source) == ["SN1", "SN2", "SN1"]  # re-iterable (read again from the file)
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ("id,serial,urn\n1,SN1,urn:ngsi-ld:Device:SN1\n", "a row of several columns"),
+        ('{"id":1,"serial":"SN1"}\n', "a JSON record"),
+        ("SN1\nSN2;SN3\n", "a row of several columns"),
+        ("SN1\tSmart Cities PRO\n", "a row of several columns"),
+    ],
+)
+def test_a_devices_listing_given_as_serials_is_refused(
+    tmp_path: Path, content: str, what: str
+) -> None:
+    path = tmp_path / "devices.csv"
+    path.write_text(content, encoding="utf-8")
+    for name, stdin in ((str(path), io.StringIO()), ("-", io.StringIO(content))):
+        with pytest.raises(CliError, match=f"holds {what}, not a serial") as info:
+            open_serials(name, stdin)
+        assert info.value.exit_code == 2
+        assert "iris360 devices list --serials-only" in info.value.message
 
 
 def test_serials_from_stdin() -> None:

@@ -386,7 +386,8 @@ devices are not filtered by tenant: list one tenant's devices with
         "journal).\n\n"
         "Values of --set are parsed as JSON, falling back to a string: --set w_ota=true sends "
         'a boolean, --set period=300 a number, --set mode=eco the string "eco". Numbers JSON '
-        "cannot carry (NaN, inf, 1e999) are refused; quote them to send a string.\n\n"
+        "cannot carry (NaN, inf, 1e999) are refused; quote them to send a string. A value "
+        'that starts like JSON ({, [ or ") but does not parse is refused too.\n\n'
         "With --journal, every settled serial is recorded; running the same command again "
         "skips them, so an interrupted or killed job resumes without sending any command "
         "twice; the summary counts them at the outcome they had then.\n\n"
@@ -405,7 +406,8 @@ examples:
       --concurrency auto --journal job.jsonl --reconcile
 
 serials file: one serial per line (UTF-8, a byte order mark is ignored); blank lines and
-lines starting with # are ignored.
+lines starting with # are ignored. CSV rows and JSON records (the output of devices list
+without --serials-only) are refused.
 """,
     )
     p.add_argument(
