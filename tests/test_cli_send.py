@@ -257,7 +257,11 @@ def test_resumed_job_exits_1_and_lists_the_earlier_problems(
     assert "rejected (earlier run)" in second.stdout
     assert "503" in second.stdout  # the cause of the unknown ones, condensed
     assert "<html" not in second.stdout
-    assert "ended rejected, failed or unknown in an earlier run" in second.stderr
+    named = f"ended rejected ({run1['rejected']:,}) or unknown (20) in an earlier run"
+    assert named in second.stderr
+    assert "iris360 devices reconcile --journal job.jsonl" in second.stderr
+    assert "--resend rejected" in second.stderr
+    assert "--resend failed" not in second.stderr  # nothing failed
 
     third = cli(*args, env=cli_env(emu), cwd=tmp_path)
     summary = summary_of(third)

@@ -146,13 +146,35 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
             f"devices{where}\n"
         )
         return interrupt.exit_code
-    earlier = sum(result.earlier.get(s, 0) for s in PROBLEM_STATUSES)
-    if earlier:
-        ctx.stderr.write(
-            f"iris360: {earlier:,} devices skipped now ended rejected, failed or unknown in an "
-            "earlier run (see the journal) and may still lack the command\n"
-        )
+    _explain_earlier(ctx, result, args.journal)
     return EXIT_FAILED if result.has_problems else EXIT_OK
+
+
+def _explain_earlier(ctx: Context, result: JobResult, journal: str | None) -> None:
+    """Lines on the serials skipped because an earlier run left them rejected, failed or
+    unknown: how many, and what to do about each."""
+    earlier = {s: result.earlier.get(s, 0) for s in PROBLEM_STATUSES if result.earlier.get(s)}
+    if not earlier or journal is None:
+        return
+    total = sum(earlier.values())
+    parts = " or ".join(f"{status} ({n:,})" for status, n in earlier.items())
+    lines = [
+        f"{total:,} devices skipped now ended {parts} in an earlier run (journal {journal}) "
+        "and may still lack the command"
+    ]
+    if "unknown" in earlier:
+        lines.append(
+            "settle the unknown ones from their command state, without sending twice: "
+            f"iris360 devices reconcile --journal {journal}"
+        )
+    if "failed" in earlier:
+        lines.append("send to the failed ones again: rerun with --resend failed")
+    if "rejected" in earlier:
+        lines.append(
+            "rejected devices do not accept the command; --resend rejected sends to them "
+            "again once that has changed"
+        )
+    ctx.stderr.write("".join(f"iris360: {line}\n" for line in lines))
 
 
 def _explain_timeouts(ctx: Context, result: JobResult) -> None:
