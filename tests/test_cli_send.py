@@ -4,13 +4,17 @@ exit codes, the report, ``--dry-run``, the journal, stdin, a wrong password and 
 
 from __future__ import annotations
 
+import argparse
+import io
 import os
 import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from cli_support import (
@@ -23,6 +27,8 @@ from cli_support import (
     write_serials,
 )
 
+from iris360_async.cli._job import JobResult
+from iris360_async.cli._send import _explain_in_flight
 from iris360_async.testing import EmulatorThread, FaultProfile, Iris360Emulator, LatencyModel
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and paths")
@@ -531,6 +537,9 @@ def test_ctrl_c_stops_flushes_the_journal_and_resumes(cli: InProcess, tmp_path: 
             # the partial report landed in place, whole: what was streamed before the signal
             report = read_jsonl(tmp_path / "report.jsonl")
             assert len(report) >= 10
+            if summary["counts"]["unknown"]:  # in flight: journaled, not in the report
+                assert "they are not in report.jsonl" in result.stderr
+                assert "iris360 devices reconcile --journal job.jsonl" in result.stderr
             assert {r["serial"] for r in report} <= {r["serial"] for r in journaled}
             assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -622,3 +631,24 @@ def test_the_progress_bar_shows_the_reconciling_state() -> None:
     assert format_pace(msgspec.structs.replace(stats, reconciling=37)) == \
         "reconciling 37 devices"
     assert format_pace(msgspec.structs.replace(stats, reconciling=1)) == "reconciling 1 device"
+
+
+@pytest.mark.parametrize(
+    ("journal", "report", "expected"),
+    [
+        ("job.jsonl", "r.jsonl", "; they are not in r.jsonl; the journal records them: settle them"
+         " with iris360 devices reconcile --journal job.jsonl"),
+        (None, None, "ended unknown (they may have the command)"),
+    ],
+)
+def test_devices_in_flight_when_stopped_are_said_to_be_missing_from_the_report(
+    journal: str | None, report: str | None, expected: str
+) -> None:
+    stderr = io.StringIO()
+    ctx = argparse.Namespace(args=argparse.Namespace(journal=journal, report=report),
+                             stderr=stderr)  # fmt: skip
+    result = JobResult(total=10, unstreamed=Counter(unknown=3))
+    _explain_in_flight(cast(Any, ctx), result)
+    line = stderr.getvalue()
+    assert line.startswith("iris360: 3 devices whose request was in flight")
+    assert line.endswith(expected + "\n")

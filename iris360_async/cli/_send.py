@@ -133,14 +133,13 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     if result.stopped_reason and not result.interrupted:
         ctx.stderr.write(f"iris360: the job stopped early: {result.stopped_reason}\n")
     _explain_timeouts(ctx, result)
-    in_flight = result.unstreamed.get("unknown", 0)
-    if in_flight:
-        ctx.stderr.write(
-            f"iris360: {in_flight:,} devices whose request was in flight when the job stopped "
-            "ended unknown (they may have the command)\n"
-        )
+    _explain_in_flight(ctx, result)
     if result.interrupted:
-        where = f"; rerun with --journal {args.journal} to resume" if args.journal else ""
+        where = (
+            f"; rerun with --journal {args.journal} to resume"
+            if args.journal
+            else " (without --journal, running the command again sends to every device again)"
+        )
         ctx.stderr.write(
             f"iris360: {interrupt.verb} after {result.settled:,} of {result.total:,} "
             f"devices{where}\n"
@@ -148,6 +147,28 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
         return interrupt.exit_code
     _explain_earlier(ctx, result, args.journal)
     return EXIT_FAILED if result.has_problems else EXIT_OK
+
+
+def _explain_in_flight(ctx: Context, result: JobResult) -> None:
+    """A line on the devices whose request was in flight when the job stopped: they ended
+    ``unknown`` in the counts and the journal, but were never streamed, so the report does
+    not list them."""
+    in_flight = result.unstreamed.get("unknown", 0)
+    if not in_flight:
+        return
+    journal, report = ctx.args.journal, ctx.args.report
+    line = (
+        f"iris360: {in_flight:,} devices whose request was in flight when the job stopped "
+        "ended unknown (they may have the command)"
+    )
+    if report is not None:
+        line += f"; they are not in {report}"
+    if journal is not None:
+        line += (
+            f"; the journal records them: settle them with "
+            f"iris360 devices reconcile --journal {journal}"
+        )
+    ctx.stderr.write(line + "\n")
 
 
 def _explain_earlier(ctx: Context, result: JobResult, journal: str | None) -> None:
