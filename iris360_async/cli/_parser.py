@@ -456,8 +456,9 @@ without --serials-only) are refused.
         "--reconcile",
         action="store_true",
         help="after the last chunk, read the command state of the devices that ended unknown: "
-        "confirmed ones end sent, ones the server did not act on are sent again (once), the "
-        "rest stay unknown with the reason (2 reads per device at most)",
+        "confirmed ones end sent, ones the server did not act on are sent again (at most "
+        "twice), the rest stay unknown with the reason (2 reads per device, plus 1 after a "
+        "re-send)",
     )
     p.add_argument(
         "--report",
