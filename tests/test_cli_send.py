@@ -652,3 +652,15 @@ def test_devices_in_flight_when_stopped_are_said_to_be_missing_from_the_report(
     line = stderr.getvalue()
     assert line.startswith("iris360: 3 devices whose request was in flight")
     assert line.endswith(expected + "\n")
+
+
+def test_an_empty_serials_file_says_there_is_nothing_to_send(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "empty.txt").write_text("# nothing yet\n\n", encoding="utf-8")
+    args = ("devices", "send-commands", "--serials-file", "empty.txt", "--set", "w_ota=true")
+    result = cli(*args, env=cli_env(ota_emu), cwd=tmp_path)
+    assert result.returncode == 0
+    assert "empty.txt holds no serials" in result.stderr
+    assert summary_of(result)["total"] == 0
+    assert ota_emu.stats.total_applications() == 0

@@ -85,6 +85,11 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     args = ctx.args
     commands = check_arguments(ctx)
     source = open_serials(args.serials_file, ctx.stdin)
+    if source.total == 0:
+        ctx.stderr.write(
+            f"iris360: {source.name} holds no serials (blank lines and # comments are not "
+            "serials): nothing to send\n"
+        )
     if args.dry_run:
         settled = (
             journal_settled(args.journal, commands, force=args.journal_force)
