@@ -287,7 +287,8 @@ def _add_emulator(sub: Any) -> None:
         "emulator",
         command="emulator",
         help="serve a local IRIS360 emulator until interrupted",
-        description="Serve the IRIS360 emulator on 127.0.0.1 until Ctrl-C. It prints the base "
+        description="Serve the IRIS360 emulator (on 127.0.0.1 unless --host says otherwise) "
+        "until Ctrl-C or SIGTERM. It prints the base "
         "URL and the credentials as IRIS360_* variables, ready to be exported in another "
         "shell.",
         epilog="""\
