@@ -373,7 +373,7 @@ def test_demo_runs_a_small_fleet_and_exits_0() -> None:
     assert summary["pages"] == 1
     assert summary["commands_applied"] == counts["sent"]
     assert summary["logins"] == 1
-    assert "discovered 400 devices" in result.stderr
+    assert "discovered 400 devices in 1 page (" in result.stderr
 
 
 def test_demo_table_summary_and_forced_progress_bars(cli: InProcess) -> None:

@@ -208,7 +208,7 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
                 serials = [device.serial for device in devices]
                 discovery = time.perf_counter() - discover_started
                 progress.log(
-                    f"discovered {len(serials):,} devices in {pages} pages ({discovery:.1f} s); "
+                    f"discovered {len(serials):,} devices in {_pages(pages)} ({discovery:.1f} s); "
                     "sending w_ota=true to every device",
                 )
                 emu.latency = latency.model(latency.bulk_device_ms)
@@ -382,7 +382,7 @@ def _write_summary(out: Output, summary: dict[str, Any]) -> None:
     table.add_section()
     table.add_row(
         "devices discovered",
-        f"{summary['discovered']:,} in {summary['pages']} pages"
+        f"{summary['discovered']:,} in {_pages(summary['pages'])}"
         f" ({summary['discovery_seconds']:.1f} s)",
     )
     table.add_row("job elapsed", f"{summary['job_seconds']:.1f} s")
@@ -410,3 +410,8 @@ def _write_summary(out: Output, summary: dict[str, Any]) -> None:
         )
     table.add_row("total elapsed", f"{summary['total_seconds']:.1f} s")
     out.render(table)
+
+
+def _pages(count: int) -> str:
+    """``1 page``, ``40 pages``."""
+    return f"{count:,} page" if count == 1 else f"{count:,} pages"
