@@ -6,12 +6,15 @@ import argparse
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from iris360_async.cli._demo import _note_reconciled, _write_summary
 from iris360_async.cli._errors import CliError, describe_error, redact
+from iris360_async.cli._job import JobResult
 from iris360_async.cli._output import Column, Output, cell_text, choose_format, lookup
 from iris360_async.cli._parser import build_parser
 from iris360_async.cli._progress import format_counts
@@ -500,3 +503,50 @@ def test_refused_credentials_name_what_to_check() -> None:
 
 def test_redact_hides_secrets() -> None:
     assert redact("login as bob with hunter22", ["hunter22", None, "ab"]) == "login as bob with ***"
+
+
+# -- demo summary -----------------------------------------------------------------------------
+
+
+def _demo_summary(**changes: object) -> dict[str, object]:
+    summary: dict[str, object] = {
+        "devices": 20000, "discovered": 20000, "pages": 40, "discovery_seconds": 2.0,
+        "counts": {"sent": 10967, "rejected": 126, "failed": 7, "unknown": 1700, "skipped": 0},
+        "job_seconds": 3.6, "devices_per_second": 3593.0, "requests": 170, "bulk_requests": 128,
+        "retries": 1, "rate_limited": 1, "logins": 1, "refreshes": 0, "commands_applied": 11067,
+        "total_seconds": 5.6, "interrupted": True,
+        "reconciled": {"confirmed": 0, "resent": 0, "left_unknown": 1700}, "tracking": None,
+    }  # fmt: skip
+    summary.update(changes)
+    return summary
+
+
+def test_an_interrupted_demo_says_reconciliation_did_not_run() -> None:
+    stream = io.StringIO()
+    _write_summary(Output("table", stream), _demo_summary())
+    text = " ".join(stream.getvalue().split())
+    assert "not run: the job was interrupted (1,700 left unknown)" in text
+    assert "(rate limited 1 time)" in text
+
+    stream = io.StringIO()
+    done = {"confirmed": 3, "resent": 2, "left_unknown": 0}
+    _write_summary(Output("table", stream), _demo_summary(interrupted=False, reconciled=done,
+                                                          rate_limited=4))  # fmt: skip
+    text = " ".join(stream.getvalue().split())
+    assert "5 (3 confirmed, 2 re-sent; 0 left)" in text
+    assert "(rate limited 4 times)" in text
+
+
+def test_an_interrupted_demo_does_not_claim_to_have_reconciled() -> None:
+    class Progress:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def log(self, line: str) -> None:
+            self.lines.append(line)
+
+    progress = Progress()
+    stopped = JobResult(total=10, counts=Counter(sent=6, unknown=4), interrupted=True,
+                        reconcile=True)  # fmt: skip
+    _note_reconciled(progress, stopped)  # type: ignore[arg-type]
+    assert progress.lines == ["not reconciled (the job was interrupted): 4 left unknown"]
