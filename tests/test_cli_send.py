@@ -318,6 +318,17 @@ def test_journal_force_needs_a_journal(cli: InProcess, tmp_path: Path) -> None:
     assert "--journal-force needs --journal" in result.stderr
 
 
+def test_resend_needs_a_journal(cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path) -> None:
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:3])
+    result = cli(
+        "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
+        "--resend", "failed", env=cli_env(ota_emu), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--resend needs --journal" in result.stderr
+    assert ota_emu.stats.total_applications() == 0
+
+
 # -- output paths never destroy inputs ----------------------------------------------------------
 
 

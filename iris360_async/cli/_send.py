@@ -33,6 +33,11 @@ def check_arguments(ctx: Context) -> dict[str, Any]:
     )
     if args.journal_force and not args.journal:
         raise CliError("--journal-force needs --journal")
+    if args.resend and not args.journal:
+        raise CliError(
+            "--resend needs --journal: it sends again to the serials the journal recorded "
+            "with that outcome (without a journal every serial is sent anyway)"
+        )
     return commands
 
 
