@@ -81,6 +81,17 @@ def test_a_value_that_starts_like_json_but_does_not_parse_is_refused(text: str) 
     assert parse_value(json.dumps(text)) == text
 
 
+@pytest.mark.parametrize(("text", "literal"), [("True", "true"), ("FALSE", "false"),
+                                               ("None", "null"), ("Null", "null")])  # fmt: skip
+def test_python_spellings_of_json_literals_are_refused(text: str, literal: str) -> None:
+    with pytest.raises(CliError, match=f"JSON writes {literal} in lower case") as info:
+        parse_assignments([f"w_ota={text}"])
+    assert info.value.exit_code == 2
+    assert f"'\"{text}\"'" in info.value.message  # how to send the string
+    assert parse_value(f'"{text}"') == text
+    assert parse_value("none") == "none"  # a plausible string in lower case
+
+
 def test_bad_values_name_the_command() -> None:
     with pytest.raises(CliError, match=r"^--set w_cfg: '\[1, NaN\]' holds NaN") as info:
         parse_assignments(["w_ota=true", "w_cfg=[1, NaN]"])

@@ -388,7 +388,8 @@ devices are not filtered by tenant: list one tenant's devices with
         "Values of --set are parsed as JSON, falling back to a string: --set w_ota=true sends "
         'a boolean, --set period=300 a number, --set mode=eco the string "eco". Numbers JSON '
         "cannot carry (NaN, inf, 1e999) are refused; quote them to send a string. A value "
-        'that starts like JSON ({, [ or ") but does not parse is refused too.\n\n'
+        'that starts like JSON ({, [ or ") but does not parse is refused too, and so are True, '
+        "False and None (JSON writes true, false and null).\n\n"
         "With --journal, every settled serial is recorded; running the same command again "
         "skips them, so an interrupted or killed job resumes without sending any command "
         "twice; the summary counts them at the outcome they had then.\n\n"

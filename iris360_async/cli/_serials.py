@@ -25,6 +25,10 @@ RESERVED_COMMAND_NAMES = frozenset({"device_serials"})
 
 
 _NON_FINITE_WORDS = frozenset({"nan", "inf", "infinity"})
+_JSON_WORDS = {"true": "true", "false": "false", "null": "null", "none": "null"}
+"""JSON literals by the spellings meant for them: ``True``, ``FALSE`` or ``None`` (as Python
+writes them) are mistakes for ``true``, ``false`` and ``null``, not strings to send (``none``
+in lower case is a plausible string and is sent as one)."""
 _JSON_OPENERS = ("{", "[", '"')
 """How a value meant as a JSON object, list or string starts: one that does not parse is a
 mistake, not a string to send."""
@@ -53,8 +57,15 @@ def parse_value(text: str) -> Any:
         CliError: a number JSON cannot carry (``NaN``, ``inf``, ``1e999``), also inside a list
             or an object; a bare ``nan``/``inf``/``infinity`` (a string needs quotes); or a
             value that starts like a JSON object, list or string (``{``, ``[``, ``"``) but
-            does not parse.
+            does not parse; or ``True``, ``False``, ``None`` and other spellings of JSON's
+            ``true``, ``false`` and ``null`` not in lower case.
     """
+    literal = _JSON_WORDS.get(text.strip().lower())
+    if literal is not None and text.strip() != literal and text.strip() != "none":
+        raise CliError(
+            f"{text!r} would be sent as the string {json.dumps(text)}; JSON writes "
+            f"{literal} in lower case; to send the string, quote it: '{json.dumps(text)}'"
+        )
     if text.strip().lstrip("+-").lower() in _NON_FINITE_WORDS:
         raise CliError(
             f"{text!r} is not a finite number, and JSON cannot carry it; "
