@@ -109,6 +109,11 @@ def check_base_url(url: object) -> str:
         raise ValueError("base_url must not contain a query string")
     if "#" in url:
         raise ValueError("base_url must not contain a fragment")
+    if parts.path.rstrip("/").endswith(API_PREFIX):
+        raise ValueError(
+            f"base_url must not end with {API_PREFIX}, which the client adds: "
+            "give the server only, e.g. https://iris.example.com"
+        )
     return url
 
 

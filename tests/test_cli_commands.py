@@ -190,8 +190,17 @@ def test_connection_refused_exits_2(cli: InProcess) -> None:
     result = cli("devices", "list", env=env)
     assert result.returncode == 2
     assert result.stderr.startswith("iris360: error: cannot connect to the server")
+    assert "check the server URL http://127.0.0.1:9 (IRIS360_BASE_URL)" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "t0ken-value" not in result.stderr
+
+
+def test_a_server_url_with_the_api_root_is_refused_before_any_request(cli: InProcess) -> None:
+    env = cli_env(None, IRIS360_BASE_URL="http://127.0.0.1:9/api/public/v1", IRIS360_TOKEN="t0k")
+    result = cli("devices", "list", env=env)
+    assert result.returncode == 2
+    assert "must not end with /api/public/v1, which the client adds" in result.stderr
+    assert "cannot connect" not in result.stderr
 
 
 # -- entities, time series, connectors ----------------------------------------------------------
@@ -364,7 +373,7 @@ def test_demo_runs_a_small_fleet_and_exits_0() -> None:
     assert summary["pages"] == 1
     assert summary["commands_applied"] == counts["sent"]
     assert summary["logins"] == 1
-    assert "discovered 400 devices" in result.stderr
+    assert "discovered 400 devices in 1 page (" in result.stderr
 
 
 def test_demo_table_summary_and_forced_progress_bars(cli: InProcess) -> None:

@@ -354,7 +354,9 @@ def test_sigterm_cancels_like_ctrl_c_with_exit_code_143(capsys: pytest.CaptureFi
         return 0
 
     assert run_command(job) == 143
-    assert "terminated (SIGTERM), stopping" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "terminated (SIGTERM), stopping (SIGTERM again to exit now)" in err
+    assert "Ctrl-C" not in err
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
@@ -370,7 +372,7 @@ def test_sigterm_outside_a_job_raises_terminated() -> None:
 
 
 @posix_only
-def test_ctrl_c_keeps_exit_code_130() -> None:
+def test_ctrl_c_keeps_exit_code_130(capsys: pytest.CaptureFixture[str]) -> None:
     async def job(interrupt: Interrupt) -> int:
         os.kill(os.getpid(), signal.SIGINT)
         try:
@@ -380,3 +382,4 @@ def test_ctrl_c_keeps_exit_code_130() -> None:
         return interrupt.exit_code
 
     assert run_command(job) == 130
+    assert "interrupted, stopping (Ctrl-C again to exit now)" in capsys.readouterr().err

@@ -75,7 +75,7 @@ def test_reconcile_with_failing_reads_leaves_them_unknown_and_exits_1(
                  "--format", "table", env=cli_env(emu), cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
     assert "looked up" in result.stdout
-    assert "left without a definite outcome" in result.stdout
+    assert "left without the command (rejected, failed) or unknown" in result.stdout
     assert "reading urn:" in result.stdout
     assert emu.password not in result.stdout + result.stderr
 

@@ -4,13 +4,17 @@ exit codes, the report, ``--dry-run``, the journal, stdin, a wrong password and 
 
 from __future__ import annotations
 
+import argparse
+import io
 import os
 import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from cli_support import (
@@ -23,6 +27,8 @@ from cli_support import (
     write_serials,
 )
 
+from iris360_async.cli._job import JobResult
+from iris360_async.cli._send import _explain_in_flight
 from iris360_async.testing import EmulatorThread, FaultProfile, Iris360Emulator, LatencyModel
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and paths")
@@ -257,7 +263,11 @@ def test_resumed_job_exits_1_and_lists_the_earlier_problems(
     assert "rejected (earlier run)" in second.stdout
     assert "503" in second.stdout  # the cause of the unknown ones, condensed
     assert "<html" not in second.stdout
-    assert "ended rejected, failed or unknown in an earlier run" in second.stderr
+    named = f"ended rejected ({run1['rejected']:,}) or unknown (20) in an earlier run"
+    assert named in second.stderr
+    assert "iris360 devices reconcile --journal job.jsonl" in second.stderr
+    assert "--resend rejected" in second.stderr
+    assert "--resend failed" not in second.stderr  # nothing failed
 
     third = cli(*args, env=cli_env(emu), cwd=tmp_path)
     summary = summary_of(third)
@@ -306,6 +316,17 @@ def test_journal_force_needs_a_journal(cli: InProcess, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "--journal-force needs --journal" in result.stderr
+
+
+def test_resend_needs_a_journal(cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path) -> None:
+    serials = write_serials(tmp_path / "serials.txt", ota_emu.fleet.serials[:3])
+    result = cli(
+        "devices", "send-commands", "--serials-file", str(serials), "--set", "w_ota=true",
+        "--resend", "failed", env=cli_env(ota_emu), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--resend needs --journal" in result.stderr
+    assert ota_emu.stats.total_applications() == 0
 
 
 # -- output paths never destroy inputs ----------------------------------------------------------
@@ -527,6 +548,9 @@ def test_ctrl_c_stops_flushes_the_journal_and_resumes(cli: InProcess, tmp_path: 
             # the partial report landed in place, whole: what was streamed before the signal
             report = read_jsonl(tmp_path / "report.jsonl")
             assert len(report) >= 10
+            if summary["counts"]["unknown"]:  # in flight: journaled, not in the report
+                assert "they are not in report.jsonl" in result.stderr
+                assert "iris360 devices reconcile --journal job.jsonl" in result.stderr
             assert {r["serial"] for r in report} <= {r["serial"] for r in journaled}
             assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -618,3 +642,36 @@ def test_the_progress_bar_shows_the_reconciling_state() -> None:
     assert format_pace(msgspec.structs.replace(stats, reconciling=37)) == \
         "reconciling 37 devices"
     assert format_pace(msgspec.structs.replace(stats, reconciling=1)) == "reconciling 1 device"
+
+
+@pytest.mark.parametrize(
+    ("journal", "report", "expected"),
+    [
+        ("job.jsonl", "r.jsonl", "; they are not in r.jsonl; the journal records them: settle them"
+         " with iris360 devices reconcile --journal job.jsonl"),
+        (None, None, "ended unknown (they may have the command)"),
+    ],
+)
+def test_devices_in_flight_when_stopped_are_said_to_be_missing_from_the_report(
+    journal: str | None, report: str | None, expected: str
+) -> None:
+    stderr = io.StringIO()
+    ctx = argparse.Namespace(args=argparse.Namespace(journal=journal, report=report),
+                             stderr=stderr)  # fmt: skip
+    result = JobResult(total=10, unstreamed=Counter(unknown=3))
+    _explain_in_flight(cast(Any, ctx), result)
+    line = stderr.getvalue()
+    assert line.startswith("iris360: 3 devices whose request was in flight")
+    assert line.endswith(expected + "\n")
+
+
+def test_an_empty_serials_file_says_there_is_nothing_to_send(
+    cli: InProcess, ota_emu: Iris360Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "empty.txt").write_text("# nothing yet\n\n", encoding="utf-8")
+    args = ("devices", "send-commands", "--serials-file", "empty.txt", "--set", "w_ota=true")
+    result = cli(*args, env=cli_env(ota_emu), cwd=tmp_path)
+    assert result.returncode == 0
+    assert "empty.txt holds no serials" in result.stderr
+    assert summary_of(result)["total"] == 0
+    assert ota_emu.stats.total_applications() == 0

@@ -6,12 +6,15 @@ import argparse
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from iris360_async.cli._demo import _note_reconciled, _write_summary
 from iris360_async.cli._errors import CliError, describe_error, redact
+from iris360_async.cli._job import JobResult
 from iris360_async.cli._output import Column, Output, cell_text, choose_format, lookup
 from iris360_async.cli._parser import build_parser
 from iris360_async.cli._progress import format_counts
@@ -68,6 +71,27 @@ def test_a_quoted_non_number_is_a_string() -> None:
     assert parse_value("1e308") == 1e308
 
 
+@pytest.mark.parametrize("text", ["{true", "[1, 2", '"eco', ' {"a": 1,}'])
+def test_a_value_that_starts_like_json_but_does_not_parse_is_refused(text: str) -> None:
+    with pytest.raises(CliError, match="is not valid JSON") as info:
+        parse_assignments([f"mode={text}"])
+    assert info.value.exit_code == 2
+    assert info.value.message.startswith("--set mode: ")
+    assert json.dumps(text) in info.value.message  # how to send it as a string
+    assert parse_value(json.dumps(text)) == text
+
+
+@pytest.mark.parametrize(("text", "literal"), [("True", "true"), ("FALSE", "false"),
+                                               ("None", "null"), ("Null", "null")])  # fmt: skip
+def test_python_spellings_of_json_literals_are_refused(text: str, literal: str) -> None:
+    with pytest.raises(CliError, match=f"JSON writes {literal} in lower case") as info:
+        parse_assignments([f"w_ota={text}"])
+    assert info.value.exit_code == 2
+    assert f"'\"{text}\"'" in info.value.message  # how to send the string
+    assert parse_value(f'"{text}"') == text
+    assert parse_value("none") == "none"  # a plausible string in lower case
+
+
 def test_bad_values_name_the_command() -> None:
     with pytest.raises(CliError, match=r"^--set w_cfg: '\[1, NaN\]' holds NaN") as info:
         parse_assignments(["w_ota=true", "w_cfg=[1, NaN]"])
@@ -108,6 +132,27 @@ def test_serials_file_skips_blanks_and_comments_and_counts(tmp_path: Path) -> No
     assert source.total == 3
     assert list(source) == ["SN1", "SN2", "SN1"]
     assert list(source) == ["SN1", "SN2", "SN1"]  # re-iterable (read again from the file)
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ("id,serial,urn\n1,SN1,urn:ngsi-ld:Device:SN1\n", "a row of several columns"),
+        ('{"id":1,"serial":"SN1"}\n', "a JSON record"),
+        ("SN1\nSN2;SN3\n", "a row of several columns"),
+        ("SN1\tSmart Cities PRO\n", "a row of several columns"),
+    ],
+)
+def test_a_devices_listing_given_as_serials_is_refused(
+    tmp_path: Path, content: str, what: str
+) -> None:
+    path = tmp_path / "devices.csv"
+    path.write_text(content, encoding="utf-8")
+    for name, stdin in ((str(path), io.StringIO()), ("-", io.StringIO(content))):
+        with pytest.raises(CliError, match=f"holds {what}, not a serial") as info:
+            open_serials(name, stdin)
+        assert info.value.exit_code == 2
+        assert "iris360 devices list --serials-only" in info.value.message
 
 
 def test_serials_from_stdin() -> None:
@@ -198,6 +243,14 @@ def test_flags_win_over_environment() -> None:
     assert (settings.username, settings.password) == ("env-user", "env-secret")
     assert (settings.tenant, settings.scope, settings.timeout) == ("t", "/env", 5.0)
     assert "env-secret" not in repr(settings)
+
+
+def test_the_server_url_knows_where_it_came_from() -> None:
+    def origin(args: argparse.Namespace) -> str:
+        return resolve_connection(args, ENV, interactive=False, prompt=_no_prompt).server_origin()
+
+    assert origin(_args()) == "https://env.example.com (IRIS360_BASE_URL)"
+    assert origin(_args(base_url="https://f.example.com")) == "https://f.example.com (--base-url)"
 
 
 def test_missing_password_is_prompted_only_on_a_terminal() -> None:
@@ -425,5 +478,86 @@ def test_errors_become_one_line_and_an_exit_code(exc: Exception, code: int, frag
     assert "\n" not in message
 
 
+SERVER = "http://127.0.0.1:18099 (IRIS360_BASE_URL)"
+
+
+def test_an_unreachable_server_names_its_url_and_where_it_came_from() -> None:
+    refused = APIConnectionError("POST /api/public/v1/login: could not connect", request_sent=False)
+    message, code = describe_error(refused, server=SERVER)
+    assert code == 2
+    assert message.endswith(f"; check the server URL {SERVER} and that the server is running")
+    tls = APIConnectionError("could not connect: [SSL: WRONG_VERSION_NUMBER]", request_sent=False)
+    message, _ = describe_error(tls, server="https://127.0.0.1:8080 (--base-url)")
+    assert "does not speak https" in message
+
+
+def test_no_login_route_asks_whether_the_server_url_is_right() -> None:
+    missing = NotFoundError(
+        "not found", status=404, method="POST", url="http://h/foo/api/public/v1/login",
+        body={"message": "The route foo/api/public/v1/login could not be found."},
+    )  # fmt: skip
+    message, code = describe_error(missing, server="http://h/foo (--base-url)")
+    assert code == 1
+    assert "could not be found; is the server URL right? http://h/foo (--base-url)" in message
+    other = _status(NotFoundError, 404, "Entity not found")
+    assert "server URL" not in describe_error(other, server=SERVER)[0]
+
+
+def test_refused_credentials_name_what_to_check() -> None:
+    refused = _status(AuthenticationError, 401, {"message": "Unauthenticated."})
+    with_token, _ = describe_error(refused, token=True)
+    assert with_token.startswith("authentication failed (HTTP 401): Unauthenticated; ")
+    assert "access token" in with_token
+    assert "password" not in with_token
+    assert "password (IRIS360_PASSWORD)" in describe_error(refused)[0]
+
+
 def test_redact_hides_secrets() -> None:
     assert redact("login as bob with hunter22", ["hunter22", None, "ab"]) == "login as bob with ***"
+
+
+# -- demo summary -----------------------------------------------------------------------------
+
+
+def _demo_summary(**changes: object) -> dict[str, object]:
+    summary: dict[str, object] = {
+        "devices": 20000, "discovered": 20000, "pages": 40, "discovery_seconds": 2.0,
+        "counts": {"sent": 10967, "rejected": 126, "failed": 7, "unknown": 1700, "skipped": 0},
+        "job_seconds": 3.6, "devices_per_second": 3593.0, "requests": 170, "bulk_requests": 128,
+        "retries": 1, "rate_limited": 1, "logins": 1, "refreshes": 0, "commands_applied": 11067,
+        "total_seconds": 5.6, "interrupted": True,
+        "reconciled": {"confirmed": 0, "resent": 0, "left_unknown": 1700}, "tracking": None,
+    }  # fmt: skip
+    summary.update(changes)
+    return summary
+
+
+def test_an_interrupted_demo_says_reconciliation_did_not_run() -> None:
+    stream = io.StringIO()
+    _write_summary(Output("table", stream), _demo_summary())
+    text = " ".join(stream.getvalue().split())
+    assert "not run: the job was interrupted (1,700 left unknown)" in text
+    assert "(rate limited 1 time)" in text
+
+    stream = io.StringIO()
+    done = {"confirmed": 3, "resent": 2, "left_unknown": 0}
+    _write_summary(Output("table", stream), _demo_summary(interrupted=False, reconciled=done,
+                                                          rate_limited=4))  # fmt: skip
+    text = " ".join(stream.getvalue().split())
+    assert "5 (3 confirmed, 2 re-sent; 0 left)" in text
+    assert "(rate limited 4 times)" in text
+
+
+def test_an_interrupted_demo_does_not_claim_to_have_reconciled() -> None:
+    class Progress:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def log(self, line: str) -> None:
+            self.lines.append(line)
+
+    progress = Progress()
+    stopped = JobResult(total=10, counts=Counter(sent=6, unknown=4), interrupted=True,
+                        reconcile=True)  # fmt: skip
+    _note_reconciled(progress, stopped)  # type: ignore[arg-type]
+    assert progress.lines == ["not reconciled (the job was interrupted): 4 left unknown"]

@@ -52,6 +52,14 @@ def test_a_typo_before_a_missing_required_option_is_pointed_out(cli: InProcess) 
     assert "(did you mean --serials-file?)" in result.stderr
 
 
+def test_an_unknown_option_instead_of_a_required_one_is_named(cli: InProcess) -> None:
+    result = cli("devices", "send-commands", "--serials-file", "x.txt", "--values", "{}")
+    assert result.returncode == 2
+    assert "required: --set (--values: no such option here; see iris360 devices " in (
+        result.stderr
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "usage", "suggestion"),
     [

@@ -406,6 +406,9 @@ def test_other_errors_pickle_round_trip() -> None:
         ("https://iris.example.com/#top", "fragment"),
         ("https://iris example.com", "whitespace"),
         ("ftp://iris.example.com", "http"),
+        ("https://iris.example.com/api/public/v1", "which the client adds"),
+        ("https://iris.example.com/api/public/v1/", "which the client adds"),
+        ("http://127.0.0.1:8080/prefix/api/public/v1", "which the client adds"),
     ],
 )
 def test_invalid_base_urls_are_refused_naming_the_problem(url: str, problem: str) -> None:

@@ -91,15 +91,22 @@ class Parser(argparse.ArgumentParser):
             close = difflib.get_close_matches(value, choices, n=1)
             return f" (did you mean {close[0]}?)" if close else ""
         suggestions = []
+        strangers = []
         for name in self._unknown_options():
             close = difflib.get_close_matches(name, self._options(), n=1, cutoff=0.6)
             if close:
                 suggestions.append((name, close[0]))
+            else:
+                strangers.append(name)
         if len(suggestions) == 1:
             return f" (did you mean {suggestions[0][1]}?)"
         if suggestions:
             pairs = ", ".join(f"{good} for {bad}" for bad, good in suggestions)
             return f" (did you mean {pairs}?)"
+        if strangers and message.startswith("the following arguments are required"):
+            # argparse names the missing option, not the unknown one given instead
+            listed = ", ".join(strangers)
+            return f" ({listed}: no such option here; see {self.prog} --help)"
         return ""
 
     def _choices_of(self, name: str) -> list[str]:

@@ -80,6 +80,11 @@ class Context:
         async with Iris360Client(settings.base_url, **options) as client:
             yield client
 
+    @property
+    def settings(self) -> ConnectionSettings | None:
+        """The connection settings once :meth:`connection` resolved them, else ``None``."""
+        return self._settings
+
     def timeout_hint(self) -> tuple[float, str] | None:
         """The attempt timeout of this command and where it came from (``None`` before the
         settings are resolved)."""

@@ -208,7 +208,7 @@ async def run_demo(ctx: Context, interrupt: Interrupt) -> int:
                 serials = [device.serial for device in devices]
                 discovery = time.perf_counter() - discover_started
                 progress.log(
-                    f"discovered {len(serials):,} devices in {pages} pages ({discovery:.1f} s); "
+                    f"discovered {len(serials):,} devices in {_pages(pages)} ({discovery:.1f} s); "
                     "sending w_ota=true to every device",
                 )
                 emu.latency = latency.model(latency.bulk_device_ms)
@@ -264,7 +264,12 @@ def _resolved(result: JobResult) -> tuple[int, int]:
 
 def _note_reconciled(progress: JobProgress, result: JobResult) -> None:
     confirmed, resent = _resolved(result)
-    if confirmed or resent or result.counts.get("unknown"):
+    unknown = result.counts.get("unknown", 0)
+    if result.interrupted and not result.reconciling:
+        if unknown:
+            progress.log(f"not reconciled (the job was interrupted): {unknown:,} left unknown")
+        return
+    if confirmed or resent or unknown:
         progress.log(
             f"reconciled: {confirmed + resent:,} devices that ended unknown resolved from their "
             f"command state ({confirmed:,} confirmed, {resent:,} re-sent); "
@@ -382,7 +387,7 @@ def _write_summary(out: Output, summary: dict[str, Any]) -> None:
     table.add_section()
     table.add_row(
         "devices discovered",
-        f"{summary['discovered']:,} in {summary['pages']} pages"
+        f"{summary['discovered']:,} in {_pages(summary['pages'])}"
         f" ({summary['discovery_seconds']:.1f} s)",
     )
     table.add_row("job elapsed", f"{summary['job_seconds']:.1f} s")
@@ -391,15 +396,19 @@ def _write_summary(out: Output, summary: dict[str, Any]) -> None:
         "requests", f"{summary['requests']:,} ({summary['bulk_requests']:,} bulk commands)"
     )
     table.add_row(
-        "retries", f"{summary['retries']:,} (rate limited {summary['rate_limited']:,} times)"
+        "retries",
+        f"{summary['retries']:,} (rate limited {_times(summary['rate_limited'])})",
     )
     table.add_row("logins / refreshes", f"{summary['logins']} / {summary['refreshes']}")
     table.add_row("commands applied (server)", f"{summary['commands_applied']:,}")
     rec = summary["reconciled"]
+    resolved = rec["confirmed"] + rec["resent"]
     table.add_row(
         "unknown resolved",
-        f"{rec['confirmed'] + rec['resent']:,} ({rec['confirmed']:,} confirmed, "
-        f"{rec['resent']:,} re-sent; {rec['left_unknown']:,} left)",
+        f"not run: the job was interrupted ({rec['left_unknown']:,} left unknown)"
+        if summary["interrupted"] and not resolved
+        else f"{resolved:,} ({rec['confirmed']:,} confirmed, {rec['resent']:,} re-sent; "
+        f"{rec['left_unknown']:,} left)",
     )
     track = summary["tracking"]
     if track is not None:
@@ -410,3 +419,13 @@ def _write_summary(out: Output, summary: dict[str, Any]) -> None:
         )
     table.add_row("total elapsed", f"{summary['total_seconds']:.1f} s")
     out.render(table)
+
+
+def _pages(count: int) -> str:
+    """``1 page``, ``40 pages``."""
+    return f"{count:,} page" if count == 1 else f"{count:,} pages"
+
+
+def _times(count: int) -> str:
+    """``1 time``, ``5 times``."""
+    return f"{count:,} time" if count == 1 else f"{count:,} times"

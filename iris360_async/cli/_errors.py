@@ -22,6 +22,7 @@ __all__ = [
     "EXIT_TERMINATED",
     "EXIT_USAGE",
     "CliError",
+    "credentials_advice",
     "describe_error",
     "redact",
     "timeout_advice",
@@ -49,21 +50,25 @@ def _where(method: str | None, url: str | None) -> str:
 
 
 def describe_error(
-    exc: BaseException, *, timeout: tuple[float, str] | None = None
+    exc: BaseException,
+    *,
+    timeout: tuple[float, str] | None = None,
+    server: str | None = None,
+    token: bool = False,
 ) -> tuple[str, int]:
     """The message (without the ``iris360: error:`` prefix) and exit code for ``exc``.
 
     ``timeout`` is the attempt timeout in seconds and its origin (``--timeout 30``), named
-    when a request timed out.
+    when a request timed out. ``server`` is the server URL and where it came from
+    (``https://iris.example.com (IRIS360_BASE_URL)``), named when the server cannot be
+    reached or has no login route; ``token`` says the credentials were an access token.
     """
     if isinstance(exc, CliError):
         return exc.message, exc.exit_code
     if isinstance(exc, AuthenticationError):
-        detail = exc.server_message or "credentials refused"
-        return (
-            f"authentication failed (HTTP 401): {detail}; check the username and "
-            "IRIS360_PASSWORD, or the token",
-            EXIT_USAGE,
+        detail = (exc.server_message or "credentials refused").rstrip(".")
+        return f"authentication failed (HTTP 401): {detail}; {credentials_advice(token)}", (
+            EXIT_USAGE
         )
     if isinstance(exc, PermissionDeniedError):
         detail = exc.server_message or "permission denied"
@@ -75,11 +80,19 @@ def describe_error(
         return f"rate limited (HTTP 429) on {_where(exc.method, exc.url)}{wait}", EXIT_FAILED
     if isinstance(exc, APIStatusError):
         detail = exc.server_message or exc.message
-        return f"HTTP {exc.status} from {_where(exc.method, exc.url)}: {detail}", EXIT_FAILED
+        message = f"HTTP {exc.status} from {_where(exc.method, exc.url)}: {detail}"
+        if exc.status == 404 and (exc.url or "").endswith("/login") and server:
+            message = message.rstrip(".") + (
+                f"; is the server URL right? {server} (the API root /api/public/v1 is "
+                "added to it)"
+            )
+        return message, EXIT_FAILED
     if isinstance(exc, APITimeoutError):
         return _timeout_message(exc, timeout), EXIT_USAGE
     if isinstance(exc, APIConnectionError):
-        return f"cannot connect to the server: {exc.message}", EXIT_USAGE
+        return f"cannot connect to the server: {exc.message}{_server_advice(exc, server)}", (
+            EXIT_USAGE
+        )
     if isinstance(exc, ResponseDecodeError):
         at = f" at {exc.path}" if exc.path else ""
         return (
@@ -94,6 +107,21 @@ def describe_error(
         name = f" {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{':' + name if name else ''}", EXIT_USAGE
     return f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", EXIT_FAILED
+
+
+def credentials_advice(token: bool) -> str:
+    """What to check after the server refused the credentials."""
+    if token:
+        return "the access token (--token or IRIS360_TOKEN) is wrong or expired: get a new one"
+    return "check the username and the password (IRIS360_PASSWORD)"
+
+
+def _server_advice(exc: APIConnectionError, server: str | None) -> str:
+    if server is None:
+        return ""
+    if "WRONG_VERSION_NUMBER" in exc.message and server.startswith("https://"):
+        return f"; the server does not speak https: is the server URL right? {server}"
+    return f"; check the server URL {server} and that the server is running"
 
 
 def _timeout_message(exc: APITimeoutError, timeout: tuple[float, str] | None) -> str:

@@ -339,7 +339,7 @@ def write_job_summary(out: Output, result: JobResult, *, title: str) -> None:
     if reconciled is not None:
         row("reconciled", f"{reconciled['looked_up']:,}", _reconciled_meaning(reconciled))
     if result.interrupted:
-        row("interrupted", "yes", "the rest was not sent; rerun with the journal")
+        row("interrupted", "yes", "serials not settled above were not sent")
     elif result.stopped_reason:
         row("stopped early", result.stopped_reason, "the rest was not sent")
     out.render(table)

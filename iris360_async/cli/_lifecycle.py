@@ -118,7 +118,9 @@ def write_reconcile_summary(out: Output, report: CommandReport, *, elapsed: floa
     table.add_row("elapsed", f"{elapsed:.1f} s")
     out.render(table)
     if report.failures:
-        left = Table(title="left without a definite outcome", title_justify="left")
+        left = Table(
+            title="left without the command (rejected, failed) or unknown", title_justify="left"
+        )
         left.add_column("serial", no_wrap=True)
         left.add_column("outcome")
         left.add_column("reason", overflow="fold")

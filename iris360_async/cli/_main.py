@@ -85,7 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_OK
     except Exception as exc:
-        message, code = describe_error(exc, timeout=ctx.timeout_hint())
+        settings = ctx.settings
+        message, code = describe_error(
+            exc,
+            timeout=ctx.timeout_hint(),
+            server=settings.server_origin() if settings is not None else None,
+            token=settings is not None and settings.password is None,
+        )
         if args.debug:
             sys.stderr.write(redact(traceback.format_exc(), ctx.secrets))
         sys.stderr.write(f"iris360: error: {redact(message, ctx.secrets)}\n")

@@ -287,7 +287,8 @@ def _add_emulator(sub: Any) -> None:
         "emulator",
         command="emulator",
         help="serve a local IRIS360 emulator until interrupted",
-        description="Serve the IRIS360 emulator on 127.0.0.1 until Ctrl-C. It prints the base "
+        description="Serve the IRIS360 emulator (on 127.0.0.1 unless --host says otherwise) "
+        "until Ctrl-C or SIGTERM. It prints the base "
         "URL and the credentials as IRIS360_* variables, ready to be exported in another "
         "shell.",
         epilog="""\
@@ -386,7 +387,9 @@ devices are not filtered by tenant: list one tenant's devices with
         "journal).\n\n"
         "Values of --set are parsed as JSON, falling back to a string: --set w_ota=true sends "
         'a boolean, --set period=300 a number, --set mode=eco the string "eco". Numbers JSON '
-        "cannot carry (NaN, inf, 1e999) are refused; quote them to send a string.\n\n"
+        "cannot carry (NaN, inf, 1e999) are refused; quote them to send a string. A value "
+        'that starts like JSON ({, [ or ") but does not parse is refused too, and so are True, '
+        "False and None (JSON writes true, false and null).\n\n"
         "With --journal, every settled serial is recorded; running the same command again "
         "skips them, so an interrupted or killed job resumes without sending any command "
         "twice; the summary counts them at the outcome they had then.\n\n"
@@ -405,7 +408,8 @@ examples:
       --concurrency auto --journal job.jsonl --reconcile
 
 serials file: one serial per line (UTF-8, a byte order mark is ignored); blank lines and
-lines starting with # are ignored.
+lines starting with # are ignored. CSV rows and JSON records (the output of devices list
+without --serials-only) are refused.
 """,
     )
     p.add_argument(
@@ -454,8 +458,9 @@ lines starting with # are ignored.
         "--reconcile",
         action="store_true",
         help="after the last chunk, read the command state of the devices that ended unknown: "
-        "confirmed ones end sent, ones the server did not act on are sent again (once), the "
-        "rest stay unknown with the reason (2 reads per device at most)",
+        "confirmed ones end sent, ones the server did not act on are sent again (at most "
+        "twice), the rest stay unknown with the reason (2 reads per device, plus 1 after a "
+        "re-send)",
     )
     p.add_argument(
         "--report",

@@ -37,8 +37,9 @@ class Interrupt:
         self.requested = False
         self.signal: int | None = None
         """``signal.SIGINT`` or ``signal.SIGTERM`` once one arrived."""
-        self.message: str | None = "stopping (Ctrl-C again to exit now)"
-        """Said on stderr after the first signal's name (``None``: nothing)."""
+        self.message: str | None = "stopping"
+        """Said on stderr after the first signal's name (``None``: nothing), followed by how
+        to exit at once (:func:`again_hint`)."""
 
     @property
     def exit_code(self) -> int:
@@ -64,6 +65,13 @@ class Interrupt:
         return True
 
 
+def again_hint(signum: int) -> str:
+    """How to exit at once after the first ``signum``: the same signal again."""
+    if signum == signal.SIGTERM:
+        return "SIGTERM again to exit now"
+    return "Ctrl-C again to exit now"
+
+
 def run_command(factory: Callable[[Interrupt], Awaitable[int]]) -> int:
     """Run ``factory(interrupt)`` in a fresh event loop; returns its exit code.
 
@@ -86,7 +94,9 @@ def run_command(factory: Callable[[Interrupt], Awaitable[int]]) -> int:
             interrupt.requested = True
             interrupt.signal = signum
             if interrupt.message:
-                sys.stderr.write(f"\niris360: {_NAMES[signum]}, {interrupt.message}\n")
+                sys.stderr.write(
+                    f"\niris360: {_NAMES[signum]}, {interrupt.message} ({again_hint(signum)})\n"
+                )
                 sys.stderr.flush()
             task.cancel()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from ._errors import EXIT_FAILED, EXIT_OK, CliError, timeout_advice
+from ._errors import EXIT_FAILED, EXIT_OK, CliError, credentials_advice, timeout_advice
 from ._job import PROBLEM_STATUSES, JobResult, cli_wording, run_job, write_job_summary
 from ._output import Output
 from ._paths import check_job_paths
@@ -33,6 +33,11 @@ def check_arguments(ctx: Context) -> dict[str, Any]:
     )
     if args.journal_force and not args.journal:
         raise CliError("--journal-force needs --journal")
+    if args.resend and not args.journal:
+        raise CliError(
+            "--resend needs --journal: it sends again to the serials the journal recorded "
+            "with that outcome (without a journal every serial is sent anyway)"
+        )
     return commands
 
 
@@ -85,6 +90,11 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     args = ctx.args
     commands = check_arguments(ctx)
     source = open_serials(args.serials_file, ctx.stdin)
+    if source.total == 0:
+        ctx.stderr.write(
+            f"iris360: {source.name} holds no serials (blank lines and # comments are not "
+            "serials): nothing to send\n"
+        )
     if args.dry_run:
         settled = (
             journal_settled(args.journal, commands, force=args.journal_force)
@@ -124,35 +134,78 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
     if result.authentication_failed and not result.counts.get("sent"):
         detail = result.problems.first_cause() or str(result.stopped_reason)
         hint = f"; then rerun with --journal {args.journal}" if args.journal else ""
+        token = ctx.settings is not None and ctx.settings.password is None
         raise CliError(
             f"authentication failed: {detail.removeprefix('not sent: ')}; nothing was sent; "
-            "check the username and "
-            f"IRIS360_PASSWORD, or the token{hint}"
+            f"{credentials_advice(token)}{hint}"
         )
     write_job_summary(out, result, title="send-commands")
     if result.stopped_reason and not result.interrupted:
         ctx.stderr.write(f"iris360: the job stopped early: {result.stopped_reason}\n")
     _explain_timeouts(ctx, result)
-    in_flight = result.unstreamed.get("unknown", 0)
-    if in_flight:
-        ctx.stderr.write(
-            f"iris360: {in_flight:,} devices whose request was in flight when the job stopped "
-            "ended unknown (they may have the command)\n"
-        )
+    _explain_in_flight(ctx, result)
     if result.interrupted:
-        where = f"; rerun with --journal {args.journal} to resume" if args.journal else ""
+        where = (
+            f"; rerun with --journal {args.journal} to resume"
+            if args.journal
+            else " (without --journal, running the command again sends to every device again)"
+        )
         ctx.stderr.write(
             f"iris360: {interrupt.verb} after {result.settled:,} of {result.total:,} "
             f"devices{where}\n"
         )
         return interrupt.exit_code
-    earlier = sum(result.earlier.get(s, 0) for s in PROBLEM_STATUSES)
-    if earlier:
-        ctx.stderr.write(
-            f"iris360: {earlier:,} devices skipped now ended rejected, failed or unknown in an "
-            "earlier run (see the journal) and may still lack the command\n"
-        )
+    _explain_earlier(ctx, result, args.journal)
     return EXIT_FAILED if result.has_problems else EXIT_OK
+
+
+def _explain_in_flight(ctx: Context, result: JobResult) -> None:
+    """A line on the devices whose request was in flight when the job stopped: they ended
+    ``unknown`` in the counts and the journal, but were never streamed, so the report does
+    not list them."""
+    in_flight = result.unstreamed.get("unknown", 0)
+    if not in_flight:
+        return
+    journal, report = ctx.args.journal, ctx.args.report
+    line = (
+        f"iris360: {in_flight:,} devices whose request was in flight when the job stopped "
+        "ended unknown (they may have the command)"
+    )
+    if report is not None:
+        line += f"; they are not in {report}"
+    if journal is not None:
+        line += (
+            f"; the journal records them: settle them with "
+            f"iris360 devices reconcile --journal {journal}"
+        )
+    ctx.stderr.write(line + "\n")
+
+
+def _explain_earlier(ctx: Context, result: JobResult, journal: str | None) -> None:
+    """Lines on the serials skipped because an earlier run left them rejected, failed or
+    unknown: how many, and what to do about each."""
+    earlier = {s: result.earlier.get(s, 0) for s in PROBLEM_STATUSES if result.earlier.get(s)}
+    if not earlier or journal is None:
+        return
+    total = sum(earlier.values())
+    parts = " or ".join(f"{status} ({n:,})" for status, n in earlier.items())
+    lines = [
+        f"{total:,} devices skipped now ended {parts} in an earlier run (journal {journal}) "
+        "and may still lack the command"
+    ]
+    if "unknown" in earlier:
+        lines.append(
+            "settle the unknown ones from their command state, without sending twice: "
+            f"iris360 devices reconcile --journal {journal}"
+        )
+    if "failed" in earlier:
+        lines.append("send to the failed ones again: rerun with --resend failed")
+    if "rejected" in earlier:
+        lines.append(
+            "rejected devices do not accept the command; --resend rejected sends to them "
+            "again once that has changed"
+        )
+    ctx.stderr.write("".join(f"iris360: {line}\n" for line in lines))
 
 
 def _explain_timeouts(ctx: Context, result: JobResult) -> None:

@@ -25,6 +25,13 @@ RESERVED_COMMAND_NAMES = frozenset({"device_serials"})
 
 
 _NON_FINITE_WORDS = frozenset({"nan", "inf", "infinity"})
+_JSON_WORDS = {"true": "true", "false": "false", "null": "null", "none": "null"}
+"""JSON literals by the spellings meant for them: ``True``, ``FALSE`` or ``None`` (as Python
+writes them) are mistakes for ``true``, ``false`` and ``null``, not strings to send (``none``
+in lower case is a plausible string and is sent as one)."""
+_JSON_OPENERS = ("{", "[", '"')
+"""How a value meant as a JSON object, list or string starts: one that does not parse is a
+mistake, not a string to send."""
 
 
 def _refuse_constant(name: str) -> Any:
@@ -48,8 +55,17 @@ def parse_value(text: str) -> Any:
 
     Raises:
         CliError: a number JSON cannot carry (``NaN``, ``inf``, ``1e999``), also inside a list
-            or an object; or a bare ``nan``/``inf``/``infinity`` (a string needs quotes).
+            or an object; a bare ``nan``/``inf``/``infinity`` (a string needs quotes); or a
+            value that starts like a JSON object, list or string (``{``, ``[``, ``"``) but
+            does not parse; or ``True``, ``False``, ``None`` and other spellings of JSON's
+            ``true``, ``false`` and ``null`` not in lower case.
     """
+    literal = _JSON_WORDS.get(text.strip().lower())
+    if literal is not None and text.strip() != literal and text.strip() != "none":
+        raise CliError(
+            f"{text!r} would be sent as the string {json.dumps(text)}; JSON writes "
+            f"{literal} in lower case; to send the string, quote it: '{json.dumps(text)}'"
+        )
     if text.strip().lstrip("+-").lower() in _NON_FINITE_WORDS:
         raise CliError(
             f"{text!r} is not a finite number, and JSON cannot carry it; "
@@ -60,6 +76,16 @@ def parse_value(text: str) -> Any:
     except ValueError as exc:
         if exc.args and exc.args[0] in ("NaN", "Infinity", "-Infinity"):
             raise CliError(f"{text!r} holds {exc.args[0]}, which JSON cannot carry") from None
+        if text.strip().startswith(_JSON_OPENERS):
+            reason = (
+                f"{exc.msg} at character {exc.pos + 1}"
+                if isinstance(exc, json.JSONDecodeError)
+                else str(exc)
+            )
+            raise CliError(
+                f"{text!r} is not valid JSON ({reason}); correct it, or to send the text "
+                f"as a string, give it as a JSON string: '{json.dumps(text)}'"
+            ) from None
         return text
     if not _finite(value):
         raise CliError(f"{text!r} holds a number too large for JSON (it would become inf)")
@@ -98,6 +124,27 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
 
 
 _BOM = "\ufeff"
+
+
+_RECORD_MARKS = (",", ";", "\t", "{", "}", '"')
+"""Characters no serial holds, but CSV rows and JSON records (a ``devices list`` output given
+as the serials file) do."""
+
+
+def _check_serial(serial: str, source: str) -> None:
+    """Refuse a line of ``source`` that is a record rather than a serial.
+
+    Raises:
+        CliError: the line holds a character of :data:`_RECORD_MARKS`.
+    """
+    if not any(mark in serial for mark in _RECORD_MARKS):
+        return
+    what = "a JSON record" if serial.startswith("{") else "a row of several columns"
+    shown = serial if len(serial) <= 60 else serial[:60] + "…"
+    raise CliError(
+        f"{source} holds {what}, not a serial: {shown!r}; it needs one serial per line, "
+        "e.g. from: iris360 devices list --serials-only > serials.txt"
+    )
 
 
 def _clean(lines: Iterable[str]) -> Iterator[str]:
@@ -140,15 +187,21 @@ def open_serials(path: str, stdin: TextIO) -> SerialsSource:
     standard input when ``path`` is ``-``.
 
     Raises:
-        CliError: the file cannot be read.
+        CliError: the file cannot be read, or holds CSV rows or JSON records instead of
+            serials.
     """
     if path == "-":
         items = list(_clean(stdin))
+        for serial in items:
+            _check_serial(serial, "standard input")
         return SerialsSource(name="<stdin>", total=len(items), _items=items)
     file = Path(path)
+    total = 0
     try:
         with file.open(encoding="utf-8") as handle:
-            total = sum(1 for _ in _clean(handle))
+            for serial in _clean(handle):
+                _check_serial(serial, f"serials file {path}")
+                total += 1
     except OSError as exc:
         raise CliError(f"cannot read serials file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

@@ -26,6 +26,9 @@ class ConnectionSettings:
     """Where and how to connect. Secrets never show in ``repr``."""
 
     base_url: str
+    base_url_source: str = "--base-url"
+    """Where ``base_url`` came from: ``"--base-url"``, ``"IRIS360_BASE_URL"`` or
+    ``"profile NAME (PATH)"``."""
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
@@ -42,6 +45,11 @@ class ConnectionSettings:
     @property
     def secrets(self) -> tuple[str | None, ...]:
         return (self.password, self.token)
+
+    def server_origin(self) -> str:
+        """The server URL and where it came from, for messages:
+        ``https://iris.example.com (IRIS360_BASE_URL)``."""
+        return f"{self.base_url} ({self.base_url_source})"
 
     def attempt_timeout(self, command: str) -> float:
         """Seconds one HTTP attempt of ``command`` may take: ``--timeout`` or the default."""
@@ -101,6 +109,12 @@ def resolve_connection(
         return found if isinstance(found, str) else None
 
     base_url = pick("base_url")
+    if getattr(args, "base_url", None):
+        base_url_source = "--base-url"
+    elif "base_url" in env or profile is None:
+        base_url_source = "IRIS360_BASE_URL"
+    else:
+        base_url_source = profile.origin
     if base_url is None:
         raise CliError(
             "no server: pass --base-url, set IRIS360_BASE_URL or choose a profile with "
@@ -147,6 +161,7 @@ def resolve_connection(
         timeout, source = profile_timeout.total, profile.origin
     return ConnectionSettings(
         base_url=base_url,
+        base_url_source=base_url_source,
         username=username,
         password=password,
         token=token,
