@@ -493,3 +493,97 @@ async def test_a_final_progress_failing_while_a_reconciling_job_is_cancelled_doe
     with pytest.raises(asyncio.CancelledError):
         await task
     assert "broke" in caplog.text
+
+
+# -- what a stream settled but did not yield ---------------------------------------------------
+
+
+def yielded_and_unstreamed(got: list[CommandOutcome], report: CommandReport) -> list[str]:
+    """Every serial the job read, once: the outcomes yielded plus ``report.unstreamed``."""
+    serials = [o.serial for o in got] + [o.serial for o in report.unstreamed]
+    assert len(serials) == len(set(serials)), "a serial both yielded and unstreamed"
+    assert len(serials) == report.total
+    return serials
+
+
+async def test_a_cancelled_stream_keeps_what_it_did_not_yield_in_the_report() -> None:
+    server = Server()
+    server.hold(2, 3)  # two chunks in flight when the job is cancelled
+    dispatcher = CommandDispatcher(server, COMMANDS, chunk_size=2, concurrency=2)
+    got: list[CommandOutcome] = []
+
+    async def consume() -> None:
+        async with contextlib.aclosing(dispatcher.stream(serials_(10))) as outcomes:
+            async for outcome in outcomes:
+                got.append(outcome)
+
+    task = asyncio.ensure_future(consume())
+    await until(lambda: server.in_flight == 2 and len(server.calls) == 4)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    report = dispatcher.report
+    assert sorted(yielded_and_unstreamed(got, report)) == serials_(report.total)
+    cut = {o.serial: o.status for o in report.unstreamed}
+    assert {s for s, status in cut.items() if status is CommandStatus.UNKNOWN} == {
+        "SN004", "SN005", "SN006", "SN007"
+    }
+    assert all(o.status is CommandStatus.SENT for o in got)
+    assert report.counts["unknown"] == 4
+
+
+async def test_leaving_a_stream_early_keeps_the_rest_in_the_report() -> None:
+    server = Server()
+    dispatcher = CommandDispatcher(server, COMMANDS, chunk_size=3, concurrency=2)
+    got: list[CommandOutcome] = []
+    async with contextlib.aclosing(dispatcher.stream(serials_(30))) as outcomes:
+        async for outcome in outcomes:
+            got.append(outcome)
+            if len(got) == 4:  # in the middle of the second chunk's outcomes
+                break
+    report = dispatcher.report
+    yielded_and_unstreamed(got, report)
+    assert len(got) == 4
+    assert report.unstreamed
+    assert sum(report.counts.values()) == report.total
+
+
+async def test_a_finished_job_has_nothing_unstreamed() -> None:
+    server = Server()
+    dispatcher = CommandDispatcher(server, COMMANDS, chunk_size=3, concurrency=2)
+    got = [o async for o in dispatcher.stream(serials_(10))]
+    assert len(got) == 10
+    assert dispatcher.report.unstreamed == []
+    report = await send_commands(Server(), serials_(10), COMMANDS, chunk_size=3)
+    assert report.unstreamed == []
+
+
+async def test_a_reconciling_stream_cancelled_keeps_the_held_outcomes() -> None:
+    fleet = Fleet(plan={"SN001": ["drop"]})  # applied, answer lost: held for reconciliation
+    reading = anyio.Event()
+    find_device = fleet.find_device
+
+    async def never_answers(serial: str) -> Any:  # the job is cancelled while reconciling
+        reading.set()
+        await anyio.sleep_forever()
+        return await find_device(serial)
+
+    fleet.find_device = never_answers  # type: ignore[method-assign]
+    reports: list[CommandReport] = []
+    got: list[CommandOutcome] = []
+
+    async def job() -> None:
+        async for outcome in stream_commands(fleet.send, serials_(4), COMMANDS, chunk_size=1,
+                                             reconcile_with=fleet.reader(),
+                                             on_cancel=reports.append):
+            got.append(outcome)
+
+    task = asyncio.ensure_future(job())
+    await until(lambda: len(got) == 3 and reading.is_set(), rounds=2000)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (report,) = reports
+    assert [o.serial for o in report.unstreamed] == ["SN001"]
+    assert report.unstreamed[0].status is CommandStatus.UNKNOWN
+    assert sorted(yielded_and_unstreamed(got, report)) == serials_(4)

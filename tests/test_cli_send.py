@@ -548,10 +548,15 @@ def test_ctrl_c_stops_flushes_the_journal_and_resumes(cli: InProcess, tmp_path: 
             # the partial report landed in place, whole: what was streamed before the signal
             report = read_jsonl(tmp_path / "report.jsonl")
             assert len(report) >= 10
-            if summary["counts"]["unknown"]:  # in flight: journaled, not in the report
-                assert "they are not in report.jsonl" in result.stderr
+            if summary["counts"]["unknown"]:  # in flight: journaled and reported unknown
+                assert "report.jsonl lists them" in result.stderr
                 assert "iris360 devices reconcile --journal job.jsonl" in result.stderr
-            assert {r["serial"] for r in report} <= {r["serial"] for r in journaled}
+            # every device settled is in the report, once, as it ended in the journal
+            assert len(report) == summary["settled"] == len({r["serial"] for r in report})
+            last = {r["serial"]: r["status"] for r in journaled}
+            assert {r["serial"]: r["status"] for r in report if r["status"] != "skipped"} == {
+                s: status for s, status in last.items() if s in {r["serial"] for r in report}
+            }
             assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
             resumed = cli(*args, env=cli_env(emu), cwd=tmp_path)
@@ -647,12 +652,12 @@ def test_the_progress_bar_shows_the_reconciling_state() -> None:
 @pytest.mark.parametrize(
     ("journal", "report", "expected"),
     [
-        ("job.jsonl", "r.jsonl", "; they are not in r.jsonl; the journal records them: settle them"
+        ("job.jsonl", "r.jsonl", "; r.jsonl lists them; the journal records them: settle them"
          " with iris360 devices reconcile --journal job.jsonl"),
         (None, None, "ended unknown (they may have the command)"),
     ],
 )
-def test_devices_in_flight_when_stopped_are_said_to_be_missing_from_the_report(
+def test_devices_in_flight_when_stopped_are_explained(
     journal: str | None, report: str | None, expected: str
 ) -> None:
     stderr = io.StringIO()

@@ -223,7 +223,9 @@ class CommandDispatcher:
         ``contextlib.aclosing`` to make that deterministic. :attr:`report` keeps counts only.
         """
         check_input(serials)
-        return _batches_of(partial(self._execute, serials), self.options.workers)
+        return _batches_of(
+            partial(self._execute, serials), self.options.workers, self.report.unstreamed.extend
+        )
 
     # -- job -------------------------------------------------------------------------------
 
@@ -268,7 +270,7 @@ class CommandDispatcher:
             cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
             if cancelled:
                 self._stop.request("cancelled")
-            self._settle(intake.drain(self._stop.reason or "cancelled"))
+            self._settle(intake.drain(self._stop.reason or "cancelled"), streamed=False)
             raise
         finally:
             await self._ledger.end(self._stop.reason, cancelled)
@@ -346,7 +348,7 @@ class CommandDispatcher:
                         break
                 return outcomes if sent else not_sent(serials, stop.reason or "cancelled")
         except anyio.get_cancelled_exc_class():  # the job is cancelled
-            self._settle(stop.cut_short(serials, sent))
+            self._settle(stop.cut_short(serials, sent), streamed=False)
             raise
         return stop.cut_short(serials, sent)  # the deadline's grace cut it
 
@@ -380,7 +382,11 @@ class CommandDispatcher:
 
     # -- settling --------------------------------------------------------------------------
 
-    def _settle(self, outcomes: Collection[CommandOutcome]) -> None:
+    def _settle(self, outcomes: Collection[CommandOutcome], *, streamed: bool = True) -> None:
+        """Account ``outcomes``; ``streamed=False``: a stream will not yield them (the job is
+        being cancelled), so the report keeps them in ``unstreamed``."""
+        if not streamed:
+            self._unstreamed(outcomes)
         try:
             spent = self._ledger.settle(outcomes)
         except OSError as exc:  # the journal cannot be written: stop (raised at the end)
@@ -391,17 +397,27 @@ class CommandDispatcher:
 
     async def _deliver(self, outcomes: Collection[CommandOutcome]) -> None:
         self._settle(outcomes)
-        if self.options.on_progress is not None:
-            await self._ledger.progress(self._stop.reason)
-        if self._sink is not None and outcomes:
-            await self._sink(outcomes)
+        try:
+            if self.options.on_progress is not None:
+                await self._ledger.progress(self._stop.reason)
+            if self._sink is not None and outcomes:
+                await self._sink(outcomes)
+        except BaseException:
+            self._unstreamed(outcomes)
+            raise
+
+    def _unstreamed(self, outcomes: Collection[CommandOutcome]) -> None:
+        if self._sink is not None:
+            self.report.unstreamed.extend(outcomes)
 
 
 async def _batches_of(
-    produce: Callable[[_Sink], Awaitable[None]], capacity: int
+    produce: Callable[[_Sink], Awaitable[None]],
+    capacity: int,
+    unyielded: Callable[[Iterable[CommandOutcome]], None],
 ) -> AsyncGenerator[CommandOutcome, None]:
     """Run ``produce(sink)`` as a task and yield the outcomes it sends; leaving early cancels
-    the task and waits for it."""
+    the task and waits for it, and hands the outcomes sent but not yielded to ``unyielded``."""
     tx, rx = anyio.create_memory_object_stream[Collection[CommandOutcome]](capacity)
 
     async def run() -> None:
@@ -409,9 +425,11 @@ async def _batches_of(
             await produce(tx.send)
 
     task = asyncio.get_running_loop().create_task(run())
+    rest: Iterator[CommandOutcome] = iter(())
     try:
         async for batch in rx:
-            for outcome in batch:
+            rest = iter(batch)
+            for outcome in rest:
                 yield outcome
         await task
     finally:
@@ -419,6 +437,12 @@ async def _batches_of(
             task.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({task})
+        unyielded(rest)
+        while True:
+            try:
+                unyielded(rx.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
         rx.close()
         if not task.cancelled():
             task.exception()  # retrieved (raised above when it ended the loop)

@@ -17,7 +17,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -204,25 +211,30 @@ class Reconciler:
             self.report = first.report
             self._pacer = first.pacer
             held: list[CommandOutcome] = []
+            rest: Iterator[CommandOutcome] | None = None  # the held ones, final, to yield
             try:
-                async with aclosing(first.stream(serials)) as outcomes:
-                    async for outcome in outcomes:
-                        if _held(outcome, journal):
-                            held.append(outcome)
-                        else:
-                            yield outcome
-                report = first.report
                 try:
-                    pairs = await self._settle(held, report, journal, progress)
-                except anyio.get_cancelled_exc_class():
-                    self._cancelled(report)
-                    raise
-                report._replace(pairs, keep=False)
-            finally:
-                await progress.finish(first.report)
-            # a job that stopped early reconciles nothing: its held outcomes are final
-            for outcome in [new for _, new in pairs] if pairs else held:
-                yield outcome
+                    async with aclosing(first.stream(serials)) as outcomes:
+                        async for outcome in outcomes:
+                            if _held(outcome, journal):
+                                held.append(outcome)
+                            else:
+                                yield outcome
+                    report = first.report
+                    try:
+                        pairs = await self._settle(held, report, journal, progress)
+                    except anyio.get_cancelled_exc_class():
+                        self._cancelled(report)
+                        raise
+                    report._replace(pairs, keep=False)
+                finally:
+                    await progress.finish(first.report)
+                # a job that stopped early reconciles nothing: its held outcomes are final
+                rest = iter([new for _, new in pairs] if pairs else held)
+                for outcome in rest:
+                    yield outcome
+            finally:  # left early: what was held back is not yielded (see report.unstreamed)
+                first.report.unstreamed.extend(held if rest is None else rest)
 
     def _cancelled(self, report: CommandReport) -> None:
         """Cancelled while reconciling: the serials not decided yet stay ``unknown`` in the

@@ -49,8 +49,8 @@ class JobResult:
     stopped_reason: str | None = None
     requests: int = 0
     unstreamed: Counter[str] = field(default_factory=Counter)
-    """Outcomes settled when the job was cancelled (in-flight requests end ``unknown``): in
-    the counts and the journal, not in the report file."""
+    """Outcomes settled when the job was cancelled (in-flight requests end ``unknown``), by
+    status: in the counts, the journal and the report file, but never streamed."""
     earlier: Counter[str] = field(default_factory=Counter)
     """Serials skipped because the journal settled them, by the status they ended with then."""
     sent_details: Counter[str] = field(default_factory=Counter)
@@ -226,11 +226,13 @@ async def run_job(
         else:
             last.append(stats)
 
+    cancelled: list[Any] = []  # the engine's report, when the job is cancelled
     kwargs: dict[str, Any] = {
         "chunk_size": chunk_size,
         "concurrency": concurrency,
         "on_progress": on_progress,
         "progress_interval": 0.5,
+        "on_cancel": cancelled.append,
     }
     if journal is not None:
         kwargs["journal"] = journal
@@ -250,11 +252,24 @@ async def run_job(
                 if not interrupt.consume():
                     raise
                 result.interrupted = True
+                if cancelled:  # what the stream settled but could not yield
+                    _add_unstreamed(result, cancelled[0].unstreamed, report_file)
     finally:
         result.elapsed = time.perf_counter() - started
         if last:
             _take_final_stats(result, last[0])
     return result
+
+
+def _add_unstreamed(
+    result: JobResult, outcomes: Iterable[Any], report_file: AtomicTextFile | None
+) -> None:
+    """Count and report the outcomes the cancelled job settled without streaming them."""
+    for outcome in outcomes:
+        result.unstreamed[_count(result, outcome)] += 1
+        if report_file is not None:
+            record = outcome_record(outcome)
+            report_file.write_line(json.dumps(record, separators=(",", ":"), default=str))
 
 
 async def _stream(

@@ -161,8 +161,7 @@ async def send_commands(ctx: Context, interrupt: Interrupt) -> int:
 
 def _explain_in_flight(ctx: Context, result: JobResult) -> None:
     """A line on the devices whose request was in flight when the job stopped: they ended
-    ``unknown`` in the counts and the journal, but were never streamed, so the report does
-    not list them."""
+    ``unknown`` (counts, journal, report) and may have the command."""
     in_flight = result.unstreamed.get("unknown", 0)
     if not in_flight:
         return
@@ -172,7 +171,7 @@ def _explain_in_flight(ctx: Context, result: JobResult) -> None:
         "ended unknown (they may have the command)"
     )
     if report is not None:
-        line += f"; they are not in {report}"
+        line += f"; {report} lists them"
     if journal is not None:
         line += (
             f"; the journal records them: settle them with "

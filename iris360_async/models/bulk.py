@@ -241,6 +241,10 @@ class CommandReport:
             only, like ``failures``.
         reconciliation: what reconciling the ``unknown`` serials did (``None``: the job did
             not reconcile). A reconciled serial's outcome replaces its ``unknown`` one.
+        unstreamed: a streaming job cancelled or left early: the outcomes it settled (counted,
+            journaled) but did not yield -- chunks cut short in flight (``unknown``), serials
+            read but not sent (``skipped``), outcomes waiting for the consumer -- so that every
+            serial's outcome is still at hand. Empty for ``send_commands``.
     """
 
     __slots__ = (
@@ -260,6 +264,7 @@ class CommandReport:
         "sent",
         "stopped_reason",
         "total",
+        "unstreamed",
     )
 
     def __init__(self) -> None:
@@ -281,6 +286,7 @@ class CommandReport:
         self.stopped_reason: str | None = None
         self.reconciliation: Reconciliation | None = None
         self._index: dict[str, CommandOutcome] | None = None
+        self.unstreamed: list[CommandOutcome] = []
 
     # -- building (engine side) --------------------------------------------------------------
 
