@@ -131,7 +131,10 @@ class Iris360Client:
     ``IRIS360_REFRESH_PATH``, ``IRIS360_IMPORT_FILE_PATH``,
     ``IRIS360_CONNECTOR_MODELS_PATH``) or from a profile of the configuration file
     (``~/.config/iris360/config.toml``, see docs/configuration.md). Precedence: arguments,
-    then the environment, then the profile.
+    then the environment, then the profile. Of the two ways to authenticate (a token, a
+    login), the one from the highest source is used: ``token=`` is not disturbed by an
+    ``IRIS360_PASSWORD`` or a profile's login, and ``username=``/``password=`` win over an
+    ``IRIS360_TOKEN``; both ways from one source are both kept.
 
     Args:
         base_url: scheme and host, e.g. ``"https://iris.example.com"``; the client adds

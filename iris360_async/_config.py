@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -292,25 +290,3 @@ class ClientConfig:
         """A copy with some settings changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-
-def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The ``IRIS360_*`` variables that are set, as keyword names of :class:`ClientConfig`.
-
-    Recognised: ``IRIS360_BASE_URL``, ``IRIS360_USERNAME``, ``IRIS360_PASSWORD``,
-    ``IRIS360_TOKEN``, ``IRIS360_REFRESH_TOKEN``, ``IRIS360_TENANT``, ``IRIS360_SCOPE``,
-    ``IRIS360_TIMEOUT``, ``IRIS360_MAX_RETRIES``, ``IRIS360_CONNECTION_LIMIT``,
-    ``IRIS360_MAX_RESPONSE_BYTES``, ``IRIS360_USER_AGENT``, ``IRIS360_LOGIN_PATH``,
-    ``IRIS360_REFRESH_PATH``, ``IRIS360_IMPORT_FILE_PATH``, ``IRIS360_CONNECTOR_MODELS_PATH``.
-    """
-    env = os.environ if environ is None else environ
-    names = (
-        "BASE_URL", "USERNAME", "PASSWORD", "TOKEN", "REFRESH_TOKEN", "TENANT", "SCOPE",
-        "TIMEOUT", "MAX_RETRIES", "CONNECTION_LIMIT", "MAX_RESPONSE_BYTES", "USER_AGENT",
-        "LOGIN_PATH", "REFRESH_PATH", "IMPORT_FILE_PATH", "CONNECTOR_MODELS_PATH",
-    )
-    out: dict[str, str] = {}
-    for name in names:
-        value = env.get(ENV_PREFIX + name)
-        if value is not None and value != "":
-            out[name.lower()] = value
-    return out

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import ENV_PREFIX, ClientConfig, EndpointPaths, Timeout, hide_credentials
+from ._credentials import AuthChoice, Ignored, Label, argument_label, choose_auth, describe
 from .errors import condense
 
 if sys.version_info >= (3, 11):
@@ -169,27 +170,50 @@ class ResolvedSettings:
         sources: setting name -> ``argument``, ``IRIS360_<NAME>``, ``profile NAME (PATH)`` or
             ``password_command of profile NAME``.
         profile: the profile used, if any.
+        choice: the way of authenticating, and the credentials left out.
     """
 
     values: dict[str, Any]
     sources: dict[str, str]
     profile: Profile | None = None
+    choice: AuthChoice = field(default_factory=lambda: AuthChoice("none", {}))
 
-    def rows(self) -> list[tuple[str, str, str]]:
-        """``(setting, value, source)`` for every client setting, secrets as ``***``;
-        settings given nowhere show their default."""
+    @property
+    def auth(self) -> str:
+        """The way of authenticating: ``token``, ``login``, ``token, then login`` or
+        ``none``."""
+        return self.choice.method
+
+    @property
+    def ignored(self) -> dict[str, Ignored]:
+        """The credentials given somewhere but not used, and why."""
+        return self.choice.ignored
+
+    def rows(self, label: Label = lambda _, source: source) -> list[tuple[str, str, str]]:
+        """``(setting, value, source)`` for every client setting, secrets as ``***``, and
+        ``auth`` (the way of authenticating and its sources) before them; credentials that
+        are not used say so in their source; settings given nowhere show their default.
+        ``label`` names a source (``(setting, source) -> text``)."""
         defaults = {f.name: f for f in fields(ClientConfig)}
-        out: list[tuple[str, str, str]] = []
+        out: list[tuple[str, str, str]] = [
+            ("auth", *describe(self.choice, self.values, self.sources, label))
+        ]
         names = [*SETTINGS, "verify_ssl"]
         if "password_command" in self.values:
             names.insert(names.index("password") + 1, "password_command")
         for name in names:
-            if name in self.values:
-                value = self.values[name]
+            ignored = self.ignored.get(name)
+            if name in self.values or ignored is not None:
+                value = self.values[name] if ignored is None else ignored.value
                 shown = "***" if name in SECRET_SETTINGS else _show(value)
                 if name == "proxy":
                     shown = hide_credentials(shown) or shown
-                out.append((name, shown, self.sources[name]))
+                if ignored is None:
+                    source = label(name, self.sources[name])
+                else:
+                    why = ignored.explain(self.sources, label)
+                    source = f"{label(name, ignored.source)} (ignored: {why})"
+                out.append((name, shown, source))
             elif name in defaults:
                 spec = defaults[name]
                 default = spec.default_factory() if callable(spec.default_factory) else spec.default
@@ -331,15 +355,22 @@ def resolve_settings(
     environ: Mapping[str, str] | None = None,
     profile: str | Profile | None = None,
     run_commands: bool = True,
+    ask_password: Callable[[Mapping[str, Any]], str | None] | None = None,
+    label: Label = argument_label,
 ) -> ResolvedSettings:
     """Merge ``arguments`` (the settings given to the call), the ``IRIS360_*`` variables and
-    the profile, in that order of precedence. The password comes from the profile's
-    ``password_command`` (when ``run_commands``) only if none was found before and a user
-    name was. ``profile``: a name, or a profile already loaded (:func:`load_profile`).
+    the profile, in that order of precedence, then choose the way of authenticating (see
+    :mod:`iris360_async._credentials`): the token or the login of the highest source; the
+    other way's settings are left out (:attr:`ResolvedSettings.ignored`). A login's missing
+    password comes from the profile's ``password_command`` (run when ``run_commands``), else
+    from ``ask_password`` (given the settings so far; not asked when a token is used too).
+    ``profile``: a name, or a profile already loaded (:func:`load_profile`); ``label``
+    names a source in messages.
 
     Raises:
-        ValueError: a variable or profile setting that is not valid, or a profile that
-            cannot be used (see :func:`load_profile`, :func:`run_password_command`).
+        ValueError: a variable or profile setting that is not valid, a profile that cannot
+            be used (see :func:`load_profile`, :func:`run_password_command`), or a half pair
+            of username and password that cannot be used.
     """
     env = os.environ if environ is None else environ
     chosen = profile if isinstance(profile, Profile) else load_profile(profile, env)
@@ -364,8 +395,15 @@ def resolve_settings(
         for key in _PROFILE_ONLY:
             if key in chosen.values and key not in values:
                 values[key], sources[key] = chosen.values[key], chosen.origin
-        command = values.get("password_command")
-        if command is not None and "password" not in values and "username" in values:
-            sources["password"] = f"password_command of profile {chosen.name}"
-            values["password"] = run_password_command(chosen) if run_commands else "***"
-    return ResolvedSettings(values, sources, chosen)
+
+    def complete_password(with_token: bool) -> tuple[str, str] | None:
+        if chosen is not None and "password_command" in chosen.values:
+            password = run_password_command(chosen) if run_commands else "***"
+            return password, f"password_command of profile {chosen.name}"
+        if ask_password is None or with_token:
+            return None
+        typed = ask_password(values)
+        return (typed, "prompt") if typed else None
+
+    choice = choose_auth(values, sources, complete_password=complete_password, label=label)
+    return ResolvedSettings(values, sources, chosen, choice)

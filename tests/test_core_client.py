@@ -141,7 +141,7 @@ def test_bad_arguments_raise_before_any_request() -> None:
         Iris360Client._with_hooks(environ={})
     with pytest.raises(ValueError, match="http"):
         Iris360Client._with_hooks("iris.example.com", environ={})
-    with pytest.raises(ValueError, match="go together"):
+    with pytest.raises(ValueError, match="username= was given without a password"):
         Iris360Client._with_hooks("http://h", username="u", environ={})
     with pytest.raises(ValueError, match="max_retries"):
         Iris360Client._with_hooks("http://h", max_retries=-1, environ={})

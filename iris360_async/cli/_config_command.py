@@ -7,39 +7,38 @@ from typing import TYPE_CHECKING
 from .._profiles import resolve_settings
 from ._errors import EXIT_OK, CliError
 from ._output import Column
+from ._settings import SETTING_FLAGS, flag_label
 
 if TYPE_CHECKING:
     from ._commands import Context
 
 __all__ = ["config_show"]
 
-_FLAGS = ("base_url", "username", "token", "tenant", "scope", "timeout")
 _COLUMNS = (Column("setting", "setting"), Column("value", "value"), Column("source", "source"))
 
 
 def config_show(ctx: Context) -> int:
-    """Print the resolved settings (flags > ``IRIS360_*`` > profile > default), secrets
-    masked, without running a ``password_command`` or asking for a password."""
+    """Print the way of authenticating and the resolved settings (flags > ``IRIS360_*`` >
+    profile > default) with their sources, secrets masked, credentials that are not used
+    marked, without running a ``password_command`` or asking for a password (one that
+    would be asked for shows as coming from ``prompt``)."""
     args = ctx.args
     flags = {
-        name: getattr(args, name) for name in _FLAGS if getattr(args, name, None) is not None
+        name: getattr(args, name) for name in SETTING_FLAGS if getattr(args, name, None) is not None
     }
     try:
         resolved = resolve_settings(
             flags, environ=ctx.environ, profile=getattr(args, "profile", None),
-            run_commands=False,
+            run_commands=False, label=flag_label, ask_password=lambda _: "***",
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
     rows = [
-        {"setting": name, "value": value, "source": _flag_source(name, source)}
-        for name, value, source in resolved.rows()
+        {"setting": name, "value": value, "source": source}
+        for name, value, source in resolved.rows(flag_label)
     ]
     profile = resolved.profile
     title = f"settings (profile {profile.name})" if profile is not None else "settings"
     ctx.output(default="table").rows(rows, _COLUMNS, title=title)
     return EXIT_OK
 
-
-def _flag_source(name: str, source: str) -> str:
-    return "--" + name.replace("_", "-") if source == "argument" else source

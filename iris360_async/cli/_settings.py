@@ -1,6 +1,7 @@
 """Connection settings of the command line: flags first, then ``IRIS360_*`` variables, then
 the profile (``--profile``/``IRIS360_PROFILE``) of the config file, then a hidden password
-prompt."""
+prompt. The token or login of the highest of these sources is used (see
+docs/configuration.md#which-credentials-are-used)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._config import EndpointPaths, Timeout, settings_from_env
-from .._profiles import Profile, load_profile, resolve_settings, run_password_command
+from .._config import EndpointPaths, Timeout
+from .._profiles import resolve_settings
 from ._errors import CliError
 
-__all__ = ["DEFAULT_TIMEOUTS", "ConnectionSettings", "resolve_connection"]
+__all__ = [
+    "DEFAULT_TIMEOUTS", "SETTING_FLAGS", "ConnectionSettings", "flag_label", "resolve_connection",
+]
 
 DEFAULT_TIMEOUTS = {"timeseries.get": 240.0}
 """Per command, the time one attempt may take without ``--timeout`` (others: 120 s)."""
 _DEFAULT_TIMEOUT = 120.0
+SETTING_FLAGS = ("base_url", "username", "token", "tenant", "scope", "timeout")
+"""The settings the global connection and tenancy flags give."""
 _CONNECT_TIMEOUT = 10.0
 
 
@@ -82,95 +87,90 @@ def resolve_connection(
     interactive: bool,
     prompt: Callable[[str], str],
 ) -> ConnectionSettings:
-    """Merge flags and environment; ask for a missing password when ``interactive``.
+    """Merge flags, environment and profile (:func:`resolve_settings`: the token or login of
+    the highest source is used); ask for a missing password when ``interactive``.
 
     Args:
         args: parsed arguments (``base_url``, ``username``, ``token``, ``tenant``, ``scope``,
-            ``timeout``; any may be ``None``).
+            ``timeout``, ``profile``; any may be ``None``).
         environ: the environment (``IRIS360_*`` variables).
         interactive: whether a password may be asked for (stdin is a terminal).
         prompt: reads a password without echo (``getpass.getpass``).
 
     Raises:
-        CliError: no server URL, no credentials, or a bad ``IRIS360_TIMEOUT``.
+        CliError: no server URL, no credentials, a half pair of username and password, or a
+            bad ``IRIS360_*`` variable or profile.
     """
-    env = settings_from_env(environ)
+    flags = {name: getattr(args, name, None) for name in SETTING_FLAGS}
+    flags = {name: value for name, value in flags.items() if value is not None and value != ""}
+
+    def ask(values: Mapping[str, Any]) -> str:
+        base_url = _server(values)
+        if not interactive:
+            raise CliError(
+                f"no password for {values['username']}: set IRIS360_PASSWORD (no terminal to "
+                "prompt on)"
+            )
+        password = prompt(f"Password for {values['username']} at {base_url}: ")
+        if not password:
+            raise CliError("no password given")
+        return password
+
     try:
-        profile = load_profile(getattr(args, "profile", None), environ)
+        resolved = resolve_settings(
+            flags, environ=environ, profile=getattr(args, "profile", None),
+            ask_password=ask, label=flag_label,
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    layer = profile.values if profile is not None else {}
+    values, sources = resolved.values, resolved.sources
+    base_url = _server(values)
+    if resolved.auth == "none":
+        raise CliError(
+            "no credentials: pass --username (password from IRIS360_PASSWORD or a prompt) "
+            "or --token, or set IRIS360_USERNAME / IRIS360_TOKEN"
+        )
+    timeout, source = _timeout(values.get("timeout"), sources.get("timeout"))
+    return ConnectionSettings(
+        base_url=base_url,
+        base_url_source=flag_label("base_url", sources["base_url"]),
+        username=values.get("username"),
+        password=values.get("password"),
+        token=values.get("token"),
+        tenant=values.get("tenant"),
+        scope=values.get("scope"),
+        timeout=timeout,
+        timeout_source=source,
+        client_options=_client_options(values),
+    )
 
-    def pick(name: str) -> str | None:
-        value = getattr(args, name, None)
-        if value is not None and value != "":
-            return str(value)
-        found = env.get(name, layer.get(name))
-        return found if isinstance(found, str) else None
 
-    base_url = pick("base_url")
-    if getattr(args, "base_url", None):
-        base_url_source = "--base-url"
-    elif "base_url" in env or profile is None:
-        base_url_source = "IRIS360_BASE_URL"
-    else:
-        base_url_source = profile.origin
+def flag_label(name: str, source: str) -> str:
+    """Where a setting came from, as the user wrote it: ``--base-url``, ``IRIS360_TOKEN``,
+    ``profile NAME (PATH)``."""
+    return "--" + name.replace("_", "-") if source == "argument" else source
+
+
+def _server(values: Mapping[str, Any]) -> str:
+    base_url = values.get("base_url")
     if base_url is None:
         raise CliError(
             "no server: pass --base-url, set IRIS360_BASE_URL or choose a profile with "
             "--profile (or try 'iris360 demo', which needs none)"
         )
-    if not base_url.startswith(("http://", "https://")):
+    if not str(base_url).startswith(("http://", "https://")):
         raise CliError(f"--base-url must start with http:// or https:// (got {base_url!r})")
-    username = pick("username")
-    token = pick("token")
-    password = env.get("password", layer.get("password"))
-    if username is not None and password is None and profile is not None:
-        password = _password_from_command(profile)
-    if username is not None and password is None and token is None:
-        if not interactive:
-            raise CliError(
-                f"no password for {username}: set IRIS360_PASSWORD (no terminal to prompt on)"
-            )
-        password = prompt(f"Password for {username} at {base_url}: ")
-        if not password:
-            raise CliError("no password given")
-    if username is None and token is None:
-        raise CliError(
-            "no credentials: pass --username (password from IRIS360_PASSWORD or a prompt) "
-            "or --token, or set IRIS360_USERNAME / IRIS360_TOKEN"
-        )
-    if username is None:
-        password = None  # a password without a username cannot be used
-    elif password is None:
-        username = None  # token only
+    return str(base_url)
 
-    timeout: float | None = getattr(args, "timeout", None)
-    source = None if timeout is None else "--timeout"
-    if timeout is None and "timeout" in env:
-        source = "IRIS360_TIMEOUT"
-        try:
-            timeout = float(env["timeout"])
-        except ValueError:
-            raise CliError(f"IRIS360_TIMEOUT is not a number: {env['timeout']!r}") from None
-        if timeout <= 0:
-            raise CliError("IRIS360_TIMEOUT must be > 0 seconds")
-    profile_timeout = layer.get("timeout")
-    if timeout is None and isinstance(profile_timeout, Timeout) and profile_timeout.total:
-        assert profile is not None
-        timeout, source = profile_timeout.total, profile.origin
-    return ConnectionSettings(
-        base_url=base_url,
-        base_url_source=base_url_source,
-        username=username,
-        password=password,
-        token=token,
-        tenant=pick("tenant"),
-        scope=pick("scope"),
-        timeout=timeout,
-        timeout_source=source,
-        client_options=_client_options(environ, profile),
-    )
+
+def _timeout(value: Any, source: str | None) -> tuple[float | None, str | None]:
+    """The attempt timeout in seconds and where it came from (``--timeout``,
+    ``IRIS360_TIMEOUT`` or the profile); a table's ``total``."""
+    if isinstance(value, Timeout):
+        value = value.total
+    if value is None or source is None:
+        return None, None
+    return float(value), flag_label("timeout", source)
 
 
 _CLIENT_OPTIONS = (
@@ -185,22 +185,9 @@ _PATHS = {
 }
 
 
-def _password_from_command(profile: Profile) -> str | None:
-    if "password_command" not in profile.values:
-        return None
-    try:
-        return run_password_command(profile)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-
-
-def _client_options(environ: Mapping[str, str], profile: Profile | None) -> dict[str, Any]:
-    """The client settings besides connection, tenancy and timeouts: from ``IRIS360_*``
-    variables, else the profile."""
-    try:
-        values = resolve_settings({}, environ=environ, profile=profile, run_commands=False).values
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+def _client_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The client settings besides connection, tenancy and timeouts (from ``IRIS360_*``
+    variables or the profile)."""
     options = {key: values[key] for key in _CLIENT_OPTIONS if key in values}
     paths = {attr: values[key] for key, attr in _PATHS.items() if key in values}
     if paths:
