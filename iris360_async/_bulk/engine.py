@@ -244,14 +244,10 @@ class CommandDispatcher:
 
         self._sink = sink
         planner = ChunkPlanner(opts.chunk_size, opts.max_body_bytes, self._base_bytes)
-        try:
-            self._intake = self._stop.intake = intake = Intake(
-                serials, planner, self.report, self._deliver, dedupe=opts.dedupe,
-                journal=self._ledger.journal, resend=frozenset(opts.resend or ()),
-            )
-        except BaseException:  # the input cannot be read at all (its __iter__ raised)
-            self._ledger.close(None)
-            raise
+        self._intake = self._stop.intake = intake = Intake(
+            serials, planner, self.report, self._deliver, dedupe=opts.dedupe,
+            journal=self._ledger.journal, resend=frozenset(opts.resend or ()),
+        )
         cancelled = False
         try:
             async with anyio.create_task_group() as outer:
@@ -383,12 +379,8 @@ class CommandDispatcher:
     # -- settling --------------------------------------------------------------------------
 
     def _settle(self, outcomes: Collection[CommandOutcome], *, streamed: bool = True) -> None:
-        """Account ``outcomes``; ``streamed=False``: a stream will not yield them (the job is
-        being cancelled), so the report keeps them in ``unstreamed``."""
-        if not streamed:
-            self._unstreamed(outcomes)
         try:
-            spent = self._ledger.settle(outcomes)
+            spent = self._ledger.settle(outcomes, streamed=streamed)
         except OSError as exc:  # the journal cannot be written: stop (raised at the end)
             self._stop.abort(exc)
             return
@@ -403,12 +395,8 @@ class CommandDispatcher:
             if self._sink is not None and outcomes:
                 await self._sink(outcomes)
         except BaseException:
-            self._unstreamed(outcomes)
+            self._ledger.not_streamed(outcomes)
             raise
-
-    def _unstreamed(self, outcomes: Collection[CommandOutcome]) -> None:
-        if self._sink is not None:
-            self.report.unstreamed.extend(outcomes)
 
 
 async def _batches_of(

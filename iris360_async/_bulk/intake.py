@@ -44,29 +44,26 @@ def check_input(serials: object) -> None:
 
 class _Source:
     """One adapter over an iterable or an async iterable: ``take(n)`` returns up to ``n`` items
-    (an async iterable gives one at a time), ``[]`` at the end."""
+    (an async iterable gives one at a time), ``[]`` at the end. The input is opened by the
+    first ``take``, so an ``__iter__`` that raises fails the job like a later item would."""
 
-    __slots__ = ("_ait", "_error", "_it")
+    __slots__ = ("_ait", "_error", "_it", "_serials", "blocking")
 
     def __init__(self, serials: Iterable[Any] | AsyncIterable[Any]) -> None:
+        self._serials = serials
         self._it: Iterator[Any] | None = None
         self._ait: AsyncIterator[Any] | None = None
-        if isinstance(serials, AsyncIterable):
-            self._ait = serials.__aiter__()
-        else:
-            self._it = iter(serials)
         self._error: Exception | None = None
-
-    @property
-    def blocking(self) -> bool:
+        self.blocking = isinstance(serials, AsyncIterable)
         """Whether reading may wait (an async iterable)."""
-        return self._ait is not None
 
     async def take(self, n: int) -> list[Any]:
-        if self._ait is None:
+        if not self.blocking:
             return self.take_now(n)
         if self._error is not None:
             raise self._error
+        if self._ait is None:
+            self._ait = self._serials.__aiter__()  # type: ignore[union-attr]
         try:
             return [await self._ait.__anext__()]
         except StopAsyncIteration:
@@ -76,7 +73,8 @@ class _Source:
         """``take`` for an iterable, which never waits."""
         if self._error is not None:
             raise self._error
-        assert self._it is not None
+        if self._it is None:
+            self._it = iter(self._serials)  # type: ignore[arg-type]
         batch: list[Any] = []
         try:
             batch.extend(islice(self._it, n))

@@ -109,12 +109,15 @@ class Ledger:
                         raise
                     _log.warning("a callback of a cancelled bulk job failed", exc_info=True)
 
-    def settle(self, outcomes: Collection[CommandOutcome]) -> bool:
+    def settle(self, outcomes: Collection[CommandOutcome], *, streamed: bool = True) -> bool:
         """Account ``outcomes``; whether the ``max_failures`` budget is spent.
+        ``streamed=False``: a stream will not yield them (see :meth:`not_streamed`).
 
         Raises:
             OSError: the journal could not be written (the report has the outcomes).
         """
+        if not streamed:
+            self.not_streamed(outcomes)
         batch = OutcomeBatch.of(outcomes)
         self.report._record(batch, keep=self.keep)
         self.settled += len(batch)
@@ -127,6 +130,12 @@ class Ledger:
             self.journal.write_outcomes(batch)
             self.journal.flush()
         return limit is not None and self._failures >= limit
+
+    def not_streamed(self, outcomes: Collection[CommandOutcome]) -> None:
+        """Settled outcomes a stream will not yield (the job is being cancelled or was left):
+        a streaming job keeps them in ``report.unstreamed``."""
+        if not self.keep:
+            self.report.unstreamed.extend(outcomes)
 
     async def progress(self, stopped: str | None, final: bool = False) -> None:
         """Call ``on_progress`` when due (at most every ``progress_interval``; always when
