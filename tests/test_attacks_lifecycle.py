@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 import pytest
 from test_core_auth import FakeAuthServer, jwt, manager
 
+from iris360_async._lifecycle import (
+    CommandStateReader,
+    EntityRef,
+    VerdictKind,
+    reconcile,
+    track_commands,
+)
 from iris360_async._retry import ManualClock
+from iris360_async.models import Device, EntityAttribute, EntityCommand
+from iris360_async.models.devices import DeviceMainEntity
 
 # -- authentication -------------------------------------------------------------------------------
 
@@ -86,3 +97,84 @@ async def test_a_login_answering_200_with_no_token_object_is_a_decode_error_with
     assert "hunter2-pw" not in repr(info.value) + str(info.value)
     assert "/login" in str(info.value)
     assert await tm.get_token() is not None  # the next request logs in again
+
+
+# -- the command lifecycle ------------------------------------------------------------------------
+
+
+class SharedFleet:
+    """Devices whose rows name an entity; ``state`` is per entity URN."""
+
+    def __init__(self, entity_of: dict[str, str], state: dict[str, list[EntityAttribute]]) -> None:
+        self.entity_of = entity_of
+        self.state = state
+        self.calls: list[str] = []
+
+    def row(self, i: int, serial: str) -> Device:
+        return Device(id=i, serial=serial, name=serial, main_entity=DeviceMainEntity(
+            id=i, urn=self.entity_of[serial]))
+
+    async def find_device(self, serial: str) -> Device | None:
+        self.calls.append("device:" + serial)
+        await anyio.lowlevel.checkpoint()
+        if serial not in self.entity_of:
+            return None
+        return self.row(1, serial)
+
+    async def list_devices(self, page: int, size: int) -> tuple[Sequence[Device], int]:
+        self.calls.append(f"page:{page}")
+        await anyio.lowlevel.checkpoint()
+        rows = [self.row(i, s) for i, s in enumerate(self.entity_of)]
+        return rows[(page - 1) * size:page * size], len(rows)
+
+    async def read_commands(
+        self, ref: EntityRef, names: Sequence[str]
+    ) -> Sequence[EntityAttribute]:
+        self.calls.append("entity:" + ref.urn)
+        await anyio.lowlevel.checkpoint()
+        return self.state[ref.urn]
+
+    def reader(self) -> CommandStateReader:
+        return CommandStateReader(self.find_device, self.read_commands,
+                                  list_devices=self.list_devices)
+
+
+PENDING_OTA = [EntityCommand(id="w_ota", pending=True, pending_value=True)]
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+async def test_an_entity_shared_by_two_devices_proves_nothing_for_either(
+    concurrency: int,
+) -> None:
+    # A's send arrived (its entity shows the command pending); B's was lost before the server
+    # processed it -- but B's row names the same entity, so its state is A's.
+    fleet = SharedFleet({"A": "urn:e:1", "B": "urn:e:1", "C": "urn:e:3"},
+                        {"urn:e:1": PENDING_OTA, "urn:e:3": PENDING_OTA})
+    verdicts = await reconcile(fleet.reader(), ["A", "C", "B"], {"w_ota": True},
+                               concurrency=concurrency)
+    assert verdicts["C"].kind is VerdictKind.CONFIRMED
+    for serial in ("A", "B"):
+        assert verdicts[serial].kind is VerdictKind.UNREADABLE
+        assert "shared" in verdicts[serial].detail
+        assert "urn:e:1" in verdicts[serial].detail
+
+
+async def test_an_entity_shared_with_a_device_seen_in_the_list_proves_nothing() -> None:
+    # 60 serials are reconciled: their rows come from the device list, where the entity of
+    # SN0 is also the main entity of a device outside the job.
+    entity_of = {f"SN{i}": f"urn:e:{i}" for i in range(60)}
+    entity_of["OTHER"] = "urn:e:0"
+    fleet = SharedFleet(entity_of, {f"urn:e:{i}": PENDING_OTA for i in range(60)})
+    verdicts = await reconcile(fleet.reader(), [f"SN{i}" for i in range(60)], {"w_ota": True})
+    assert verdicts["SN0"].kind is VerdictKind.UNREADABLE
+    assert "shared" in verdicts["SN0"].detail
+    assert {v.kind for s, v in verdicts.items() if s != "SN0"} == {VerdictKind.CONFIRMED}
+
+
+async def test_tracking_devices_that_share_an_entity_does_not_call_them_applied() -> None:
+    applied = [EntityCommand(id="w_ota", pending=False, current_value=True)]
+    fleet = SharedFleet({"A": "urn:e:1", "B": "urn:e:1"}, {"urn:e:1": applied})
+    updates = [u async for u in track_commands(fleet.reader(), ["A", "B"], {"w_ota": True},
+                                                interval=0, concurrency=1)]
+    last = updates[-1].summary
+    assert (last.applied, last.unreadable, last.complete) == (0, 2, True)

@@ -182,6 +182,7 @@ async def track_commands(
         return TrackUpdate(changes, summary(finished=finished))
 
     await reader.survey(todo, concurrency=concurrency)  # many devices: rows from the list
+    await reader.locate_all(todo, concurrency=concurrency)  # the rest, before any is read
     remaining = list(todo)
     while remaining:
         sweeps += 1
