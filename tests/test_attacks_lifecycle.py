@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from test_bulk_reconcile import COMMANDS, Fleet, serials_
 from test_core_auth import FakeAuthServer, jwt, manager
+
+from iris360_async._bulk import send_commands
+from iris360_async._bulk.journal import JournalLockedError, read_previous
+from iris360_async._bulk.options import JobOptions
+from iris360_async._bulk.reconcile import Reconciler, reconcile_journal
 
 from iris360_async._lifecycle import (
     CommandStateReader,
@@ -178,3 +187,97 @@ async def test_tracking_devices_that_share_an_entity_does_not_call_them_applied(
                                                 interval=0, concurrency=1)]
     last = updates[-1].summary
     assert (last.applied, last.unreadable, last.complete) == (0, 2, True)
+
+
+def _journal_of_unknowns(path: Path) -> Fleet:
+    """A job whose eight answers were all lost: the even serials were never processed, the odd
+    ones were applied; one of the re-sends is lost again after being applied."""
+    plan = {s: ["lost" if i % 2 == 0 else "drop"] for i, s in enumerate(serials_(8))}
+    plan["SN0000"].append("drop")
+    return Fleet(plan)
+
+
+class Cancelling:
+    """Cancels ``scope`` at the ``at``-th step of the fake server (a step: a read starts, a
+    send starts, a send was applied)."""
+
+    def __init__(self, fleet: Fleet, at: int) -> None:
+        self.fleet, self.at, self.steps = fleet, at, 0
+        self.scope: anyio.CancelScope | None = None
+        send, find, read = fleet.send, fleet.find_device, fleet.read_commands
+
+        async def send_(serials: list[str]) -> Any:
+            self.step()
+            await anyio.lowlevel.checkpoint()
+            try:
+                return await send(serials)
+            finally:
+                self.step()
+
+        async def find_(serial: str) -> Any:
+            self.step()
+            return await find(serial)
+
+        async def read_(ref: EntityRef, names: Sequence[str]) -> Any:
+            self.step()
+            return await read(ref, names)
+
+        self.send, self.find, self.read = send_, find_, read_
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps == self.at and self.scope is not None:
+            self.scope.cancel()
+
+
+async def test_cancelled_at_every_step_of_a_journal_reconciliation_nothing_is_sent_twice(
+    tmp_path: Path,
+) -> None:
+    at = 1
+    while True:
+        journal = tmp_path / f"job{at}.jsonl"
+        fleet = _journal_of_unknowns(journal)
+        first = await send_commands(fleet.send, serials_(8), COMMANDS, chunk_size=1,
+                                    journal=journal)
+        assert first.counts["unknown"] == 8
+        cut = Cancelling(fleet, at)
+        options = JobOptions(journal=journal, chunk_size=1, concurrency=2)
+        reader = CommandStateReader(cut.find, cut.read)
+        with anyio.CancelScope() as scope:
+            cut.scope = scope
+            report = await reconcile_journal(Reconciler(cut.send, COMMANDS, options, reader))
+        if not scope.cancel_called:  # ran to its end: every step was tried
+            assert report.counts["sent"] == 8
+            break
+        again = await reconcile_journal(
+            Reconciler(fleet.send, COMMANDS, JobOptions(journal=journal), fleet.reader()))
+        assert again.counts["unknown"] == again.counts["failed"] == 0, at
+        assert fleet.applied == Counter({s: 1 for s in serials_(8)}), at
+        assert set(read_previous(journal, COMMANDS).values()) == {"sent"}, at
+        last = await reconcile_journal(
+            Reconciler(fleet.send, COMMANDS, JobOptions(journal=journal), fleet.reader()))
+        assert last.total == 0
+        at += 1
+    assert at > 20
+
+
+async def test_two_reconciliations_of_one_journal_at_once_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "job.jsonl"
+    fleet = _journal_of_unknowns(journal)
+    await send_commands(fleet.send, serials_(8), COMMANDS, chunk_size=1, journal=journal)
+    results: list[object] = []
+
+    async def run() -> None:
+        try:
+            results.append(await reconcile_journal(
+                Reconciler(fleet.send, COMMANDS, JobOptions(journal=journal), fleet.reader())))
+        except JournalLockedError as exc:
+            results.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        tg.start_soon(run)
+    assert sum(isinstance(r, JournalLockedError) for r in results) == 1
+    assert fleet.applied == Counter({s: 1 for s in serials_(8)})
