@@ -281,3 +281,37 @@ async def test_two_reconciliations_of_one_journal_at_once_one_is_refused(
         tg.start_soon(run)
     assert sum(isinstance(r, JournalLockedError) for r in results) == 1
     assert fleet.applied == Counter({s: 1 for s in serials_(8)})
+
+
+async def test_a_deadline_of_zero_still_reads_every_device_once() -> None:
+    # "Tracking ends at until, after one last sweep": with until=0 that sweep is the only one,
+    # and it reads every device -- not just the first wave of concurrency * 8.
+    fleet = SharedFleet({f"S{i}": f"urn:e:{i}" for i in range(300)},
+                        {f"urn:e:{i}": PENDING_OTA for i in range(300)})
+    clock = ManualClock()
+    reader = CommandStateReader(fleet.find_device, fleet.read_commands)
+    updates = [u async for u in track_commands(reader, list(fleet.entity_of), {"w_ota": True},
+                                                until=0, concurrency=2, clock=clock)]
+    last = updates[-1].summary
+    assert last.finished and not last.complete
+    assert last.sweeps == 1
+    read = {c.serial for u in updates for c in u.changes}
+    assert read == set(fleet.entity_of)
+    assert sum(1 for c in fleet.calls if c.startswith("entity:")) == 300
+    assert clock.sleeps == []
+
+
+async def test_a_deadline_reached_during_a_sweep_ends_it_between_waves() -> None:
+    fleet = SharedFleet({f"S{i}": f"urn:e:{i}" for i in range(300)},
+                        {f"urn:e:{i}": PENDING_OTA for i in range(300)})
+    clock = ManualClock()
+
+    async def slow_read(ref: EntityRef, names: Sequence[str]) -> Sequence[EntityAttribute]:
+        clock.advance(1)  # every read takes a second of tracking time
+        return await fleet.read_commands(ref, names)
+
+    reader = CommandStateReader(fleet.find_device, slow_read)
+    updates = [u async for u in track_commands(reader, list(fleet.entity_of), {"w_ota": True},
+                                                until=20, concurrency=2, clock=clock)]
+    assert updates[-1].summary.finished
+    assert sum(1 for c in fleet.calls if c.startswith("entity:")) == 32  # two waves of 16
