@@ -22,9 +22,12 @@ from iris360_async._bulk.reconcile import Reconciler, reconcile_journal
 from iris360_async._lifecycle import (
     CommandStateReader,
     EntityRef,
+    TrackState,
     VerdictKind,
     reconcile,
+    reconcile_verdict,
     track_commands,
+    track_state,
 )
 from iris360_async._retry import ManualClock
 from iris360_async.models import Device, EntityAttribute, EntityCommand
@@ -315,3 +318,16 @@ async def test_a_deadline_reached_during_a_sweep_ends_it_between_waves() -> None
                                                 until=20, concurrency=2, clock=clock)]
     assert updates[-1].summary.finished
     assert sum(1 for c in fleet.calls if c.startswith("entity:")) == 32  # two waves of 16
+
+
+@pytest.mark.parametrize("pending", [False, True])
+async def test_a_null_sent_is_not_proven_by_a_null_seen(pending: bool) -> None:
+    # ``current_value: null`` is also what a command never set shows: no proof either way.
+    state: list[EntityAttribute] = [EntityCommand(id="w_ota", pending=pending)]
+    verdict = reconcile_verdict({"w_ota": None}, state)
+    assert verdict.kind is VerdictKind.UNREADABLE
+    assert "cannot be compared" in verdict.detail
+    assert track_state({"w_ota": None}, state)[0] is TrackState.UNREADABLE
+    # a null that replaced a real value is still told apart
+    was = [EntityCommand(id="w_ota", pending=False, current_value=True)]
+    assert reconcile_verdict({"w_ota": None}, was).kind is VerdictKind.NOT_APPLIED
