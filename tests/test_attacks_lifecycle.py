@@ -18,7 +18,6 @@ from iris360_async._bulk import send_commands
 from iris360_async._bulk.journal import JournalLockedError, read_previous
 from iris360_async._bulk.options import JobOptions
 from iris360_async._bulk.reconcile import Reconciler, reconcile_journal
-
 from iris360_async._lifecycle import (
     CommandStateReader,
     EntityRef,
@@ -192,9 +191,9 @@ async def test_tracking_devices_that_share_an_entity_does_not_call_them_applied(
     assert (last.applied, last.unreadable, last.complete) == (0, 2, True)
 
 
-def _journal_of_unknowns(path: Path) -> Fleet:
-    """A job whose eight answers were all lost: the even serials were never processed, the odd
-    ones were applied; one of the re-sends is lost again after being applied."""
+def _journal_of_unknowns() -> Fleet:
+    """A fleet for a job whose eight answers are all lost: the even serials are never
+    processed, the odd ones are applied; one re-send is lost again after being applied."""
     plan = {s: ["lost" if i % 2 == 0 else "drop"] for i, s in enumerate(serials_(8))}
     plan["SN0000"].append("drop")
     return Fleet(plan)
@@ -239,7 +238,7 @@ async def test_cancelled_at_every_step_of_a_journal_reconciliation_nothing_is_se
     at = 1
     while True:
         journal = tmp_path / f"job{at}.jsonl"
-        fleet = _journal_of_unknowns(journal)
+        fleet = _journal_of_unknowns()
         first = await send_commands(fleet.send, serials_(8), COMMANDS, chunk_size=1,
                                     journal=journal)
         assert first.counts["unknown"] == 8
@@ -268,7 +267,7 @@ async def test_two_reconciliations_of_one_journal_at_once_one_is_refused(
     tmp_path: Path,
 ) -> None:
     journal = tmp_path / "job.jsonl"
-    fleet = _journal_of_unknowns(journal)
+    fleet = _journal_of_unknowns()
     await send_commands(fleet.send, serials_(8), COMMANDS, chunk_size=1, journal=journal)
     results: list[object] = []
 
@@ -296,7 +295,8 @@ async def test_a_deadline_of_zero_still_reads_every_device_once() -> None:
     updates = [u async for u in track_commands(reader, list(fleet.entity_of), {"w_ota": True},
                                                 until=0, concurrency=2, clock=clock)]
     last = updates[-1].summary
-    assert last.finished and not last.complete
+    assert last.finished
+    assert not last.complete
     assert last.sweeps == 1
     read = {c.serial for u in updates for c in u.changes}
     assert read == set(fleet.entity_of)

@@ -9,9 +9,10 @@ are answered from that state:
 * :func:`track_state` -- has the device applied the command yet?
 
 Values are compared as JSON values: ``1 == 1.0``, but ``True`` is not ``1`` and ``"true"`` is
-not ``True``; a ``null`` sent is never found (the entity shows ``null`` for "no value" too). When the two sides differ only in how they could have been encoded (a string
-against a non-string, a boolean against 0/1) nothing is concluded: the answer is ``unknown``
-with the reason, never a guess that could re-send a command or claim one arrived.
+not ``True``; a ``null`` sent is never found (the entity shows ``null`` for "no value" too).
+When the two sides differ only in how they could have been encoded (a string against a
+non-string, a boolean against 0/1) nothing is concluded: the answer is ``unknown`` with the
+reason, never a guess that could re-send a command or claim one arrived.
 """
 
 from __future__ import annotations
