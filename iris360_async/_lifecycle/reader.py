@@ -179,16 +179,24 @@ class CommandStateReader:
             ref = self._entity(device)
             if ref is None:
                 continue
-            self._own(device.serial, ref)
             if serials is None or device.serial in serials:
                 self._located[device.serial] = ref
+                self._own(device.serial, ref)
                 learnt += 1
+            else:
+                self._own(device.serial, ref, known_only=True)
         return learnt
 
-    def _own(self, serial: str, ref: EntityRef) -> None:
-        """Note that the row of ``serial`` names ``ref`` (two devices naming one entity
-        make its command state nobody's own)."""
-        self._owners.setdefault(ref.urn, set()).add(serial)
+    def _own(self, serial: str, ref: EntityRef, *, known_only: bool = False) -> None:
+        """Note that the row of ``serial`` names ``ref`` (two devices naming one entity make
+        its command state nobody's own); ``known_only``: a device that is not looked for,
+        noted only if the entity is one of those looked for (memory stays bounded by them)."""
+        owners = self._owners.get(ref.urn)
+        if owners is None:
+            if known_only:
+                return
+            owners = self._owners[ref.urn] = set()
+        owners.add(serial)
 
     async def survey(
         self, serials: Collection[str], *, gate: ReadGate | None = None, concurrency: int = 8
@@ -217,14 +225,19 @@ class CommandStateReader:
                 rows, count = await self._request(gate, lambda: list_devices(page, SURVEY_PAGE))
             except Iris360Error:
                 return 0
+            others: list[tuple[str, EntityRef]] = []
             for device in rows:
                 ref = self._entity(device)
                 if ref is None:
                     continue
-                self._own(device.serial, ref)
-                if device.serial in missing and device.serial not in self._located:
+                if device.serial not in missing:
+                    others.append((device.serial, ref))
+                elif device.serial not in self._located:
                     self._located[device.serial] = ref
+                    self._own(device.serial, ref)
                     learnt += 1
+            for serial, ref in others:  # after this page's own serials
+                self._own(serial, ref, known_only=True)
             return count
 
         pages = math.ceil(await read_page(1) / SURVEY_PAGE)
