@@ -403,8 +403,14 @@ class TokenManager:
                 f"POST {path}: the token response has no 'token'", path="$.token"
             )
         refresh = _first_str(data, _REFRESH_KEYS)
+        previous = self._access
         # Rotating refresh tokens: always keep the newest one.
         self._set(token, refresh if refresh is not None else self._refresh)
+        due = self._refresh_at
+        if token == previous or (due is not None and due <= self._clock.time()):
+            # Renewing again early cannot help: the server answered the token it had (or one
+            # whose exp is already past by our clock, a skewed clock). Use it until a 401.
+            self._refresh_at = None
 
 
 def _first_str(data: dict[str, Any], keys: tuple[str, ...]) -> str | None:

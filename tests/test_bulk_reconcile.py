@@ -90,6 +90,8 @@ class Fleet:
         serial = ref.urn.removeprefix("urn:x:")
         self.reads[serial] += 1
         await anyio.lowlevel.checkpoint()
+        if self.on_read is not None:
+            self.on_read(serial)
         out: list[EntityAttribute] = []
         for name in names:
             if serial in self.garbled:
@@ -258,12 +260,12 @@ async def test_resume_after_a_kill_during_reconciliation(tmp_path: Path) -> None
     killed = anyio.Event()
     decided: list[str] = []
 
-    def kill_after_four_reads(serial: str) -> None:
+    def kill_after_four_entity_reads(serial: str) -> None:
         decided.append(serial)
-        if len(decided) == 4:
+        if len(decided) == len(lost) + 4:  # every serial located, then four entities read
             killed.set()
 
-    fleet.on_read = kill_after_four_reads
+    fleet.on_read = kill_after_four_entity_reads
     async with anyio.create_task_group() as tg:
         async def job() -> None:
             await send_commands(fleet.send, lost, COMMANDS, chunk_size=2, concurrency=1,

@@ -145,12 +145,13 @@ class _Previous:
     """What earlier runs recorded: statuses, details of rejected/failed/unknown lines, and the
     serials whose last line is a reconciliation verdict."""
 
-    __slots__ = ("details", "reconciled", "states")
+    __slots__ = ("details", "not_applied", "reconciled", "states")
 
     def __init__(self) -> None:
         self.states: dict[str, str] = {}
         self.details: dict[str, str] = {}
         self.reconciled: set[str] = set()
+        self.not_applied: set[str] = set()
 
 
 # -- the lock --------------------------------------------------------------------------------
@@ -218,6 +219,8 @@ class Journal:
         details: serial -> the recorded detail, for serials ``previous`` holds as
             ``rejected``/``failed``/``unknown`` (only these are kept in memory).
         reconciled: serials whose status comes from a reconciliation verdict.
+        not_applied: serials whose last line is a ``not_applied`` verdict (to be sent again;
+            not in ``previous``).
         fsync: whether every flush is followed by :func:`os.fsync`.
     """
 
@@ -235,6 +238,7 @@ class Journal:
         self.previous = previous.states
         self.details = previous.details
         self.reconciled = previous.reconciled
+        self.not_applied = previous.not_applied
         self.fsync = fsync
         self._fh: IO[bytes] | None = fh
         self._wall = wall
@@ -303,7 +307,9 @@ class Journal:
 
     def write_inflight(self, chunk: int, serials: Iterable[str]) -> None:
         """Record that ``serials`` are about to be sent (call :meth:`flush` before sending)."""
-        self._write_line({"inflight": list(serials), "chunk": chunk, "ts": self._wall()})
+        listed = list(serials)
+        self.not_applied.difference_update(listed)
+        self._write_line({"inflight": listed, "chunk": chunk, "ts": self._wall()})
 
     def write_outcomes(self, outcomes: Iterable[CommandOutcome]) -> None:
         """Record settled serials (``skipped`` ones are not journal entries and are ignored)."""
@@ -311,6 +317,7 @@ class Journal:
         for o in outcomes:
             if o.status is CommandStatus.SKIPPED:
                 continue
+            self.not_applied.discard(o.serial)
             self._write_line(
                 {"serial": o.serial, "status": o.status.value, "detail": o.detail, "ts": ts}
             )
@@ -330,7 +337,9 @@ class Journal:
         if verdict == NOT_APPLIED:
             self.previous.pop(serial, None)
             self.reconciled.discard(serial)
+            self.not_applied.add(serial)
             return
+        self.not_applied.discard(serial)
         self.previous[serial] = status.value
         self.reconciled.add(serial)
         if status in FAILURE_STATUSES and detail is not None:
@@ -492,6 +501,7 @@ def _read_lines(lines: list[bytes], previous: _Previous) -> None:
     states = previous.states
     details = previous.details
     reconciled = previous.reconciled
+    not_applied = previous.not_applied
     for line in lines:
         if not line.strip():
             continue
@@ -508,6 +518,7 @@ def _read_lines(lines: list[bytes], previous: _Previous) -> None:
                     states[serial] = INFLIGHT
                     details.pop(serial, None)
                     reconciled.discard(serial)
+                    not_applied.discard(serial)
             continue
         serial = rec.get("serial")
         status = rec.get("status")
@@ -516,6 +527,10 @@ def _read_lines(lines: list[bytes], previous: _Previous) -> None:
         detail = rec.get("detail")
         detail = detail if isinstance(detail, str) else None
         verdict = rec.get("reconciled")
+        if verdict == NOT_APPLIED:
+            not_applied.add(serial)
+        else:
+            not_applied.discard(serial)
         if verdict == NOT_APPLIED or (
             status == "failed" and detail is not None and detail.startswith(NOT_SENT_PREFIX)
         ):

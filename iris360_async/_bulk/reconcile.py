@@ -467,8 +467,11 @@ def journal_values(
 
 
 def unsettled(journal: Journal) -> list[str]:
-    """The serials ``journal`` leaves ``unknown`` (in flight when a run stopped included)."""
-    return [s for s, state in journal.previous.items() if state in (INFLIGHT, "unknown")]
+    """The serials ``journal`` leaves ``unknown`` (in flight when a run stopped included), and
+    those a reconciliation found not applied and that were not sent again since (a run
+    stopped between the verdict and the re-send): they are read again before any re-send."""
+    left = [s for s, state in journal.previous.items() if state in (INFLIGHT, "unknown")]
+    return left + sorted(journal.not_applied)
 
 
 async def reconcile_journal(reconciler: Reconciler, clock: Clock | None = None) -> CommandReport:

@@ -120,6 +120,8 @@ class CommandStateReader:
         self._entity = entity
         self._list_devices = list_devices
         self._located: dict[str, EntityRef] = {}
+        self._owners: dict[str, set[str]] = {}  # entity URN -> serials whose row names it
+        self._failed: dict[str, StateUnreadable] = {}  # look-ups of locate_all, told once
         self.requests = 0
 
     @classmethod
@@ -174,13 +176,27 @@ class CommandStateReader:
         """
         learnt = 0
         async for device in devices:
-            if serials is not None and device.serial not in serials:
-                continue
             ref = self._entity(device)
-            if ref is not None:
+            if ref is None:
+                continue
+            if serials is None or device.serial in serials:
                 self._located[device.serial] = ref
+                self._own(device.serial, ref)
                 learnt += 1
+            else:
+                self._own(device.serial, ref, known_only=True)
         return learnt
+
+    def _own(self, serial: str, ref: EntityRef, *, known_only: bool = False) -> None:
+        """Note that the row of ``serial`` names ``ref`` (two devices naming one entity make
+        its command state nobody's own); ``known_only``: a device that is not looked for,
+        noted only if the entity is one of those looked for (memory stays bounded by them)."""
+        owners = self._owners.get(ref.urn)
+        if owners is None:
+            if known_only:
+                return
+            owners = self._owners[ref.urn] = set()
+        owners.add(serial)
 
     async def survey(
         self, serials: Collection[str], *, gate: ReadGate | None = None, concurrency: int = 8
@@ -209,12 +225,19 @@ class CommandStateReader:
                 rows, count = await self._request(gate, lambda: list_devices(page, SURVEY_PAGE))
             except Iris360Error:
                 return 0
+            others: list[tuple[str, EntityRef]] = []
             for device in rows:
-                if device.serial in missing:
-                    ref = self._entity(device)
-                    if ref is not None:
-                        self._located[device.serial] = ref
-                        learnt += 1
+                ref = self._entity(device)
+                if ref is None:
+                    continue
+                if device.serial not in missing:
+                    others.append((device.serial, ref))
+                elif device.serial not in self._located:
+                    self._located[device.serial] = ref
+                    self._own(device.serial, ref)
+                    learnt += 1
+            for serial, ref in others:  # after this page's own serials
+                self._own(serial, ref, known_only=True)
             return count
 
         pages = math.ceil(await read_page(1) / SURVEY_PAGE)
@@ -252,7 +275,24 @@ class CommandStateReader:
         if ref is None:
             raise StateUnreadable(f"device {serial!r} has no main entity", final=True)
         self._located[serial] = ref
+        self._own(serial, ref)
         return ref
+
+    async def locate_all(
+        self, serials: Collection[str], *, gate: ReadGate | None = None, concurrency: int = 8
+    ) -> None:
+        """:meth:`locate` every serial not located yet (``concurrency`` at once), before any
+        is read, so that two of them naming one entity are known as such; a failed look-up
+        is told by the serial's next :meth:`read`, without another request."""
+        todo = [s for s in serials if s not in self._located and s not in self._failed]
+
+        async def one(serial: str) -> None:
+            try:
+                await self.locate(serial, gate=gate)
+            except StateUnreadable as exc:
+                self._failed[serial] = exc
+
+        await for_each(todo, one, concurrency)
 
     async def read(
         self, serial: str, names: Sequence[str], *, gate: ReadGate | None = None
@@ -261,9 +301,21 @@ class CommandStateReader:
         the first time, one afterwards), each admitted by ``gate`` when given.
 
         Raises:
-            StateUnreadable: see :meth:`locate`; the entity does not exist; the read failed.
+            StateUnreadable: see :meth:`locate`; the entity does not exist or is the main
+                entity of another device too (as far as this reader has seen); the read
+                failed.
         """
+        failed = self._failed.pop(serial, None)
+        if failed is not None:
+            raise failed
         ref = await self.locate(serial, gate=gate)
+        owners = self._owners.get(ref.urn, ())
+        if len(owners) > 1:
+            others = sorted(owners - {serial})
+            shown = ", ".join(repr(o) for o in others[:3]) + (" ..." if len(others) > 3 else "")
+            raise StateUnreadable(
+                f"entity {ref.urn} is shared with device {shown}: its command state is not "
+                f"{serial!r}'s alone", final=True)
         try:
             return await self._request(gate, lambda: self._read_commands(ref, names))
         except NotFoundError as exc:

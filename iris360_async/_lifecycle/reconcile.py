@@ -99,5 +99,6 @@ async def reconcile(
             on_verdict(serial, verdict)
 
     await reader.survey(todo, gate=gate, concurrency=concurrency)
+    await reader.locate_all(todo, gate=gate, concurrency=concurrency)
     await for_each(todo, decide, concurrency)
     return {serial: verdicts[serial] for serial in todo}

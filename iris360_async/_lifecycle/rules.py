@@ -9,9 +9,10 @@ are answered from that state:
 * :func:`track_state` -- has the device applied the command yet?
 
 Values are compared as JSON values: ``1 == 1.0``, but ``True`` is not ``1`` and ``"true"`` is
-not ``True``. When the two sides differ only in how they could have been encoded (a string
-against a non-string, a boolean against 0/1) nothing is concluded: the answer is ``unknown``
-with the reason, never a guess that could re-send a command or claim one arrived.
+not ``True``; a ``null`` sent is never found (the entity shows ``null`` for "no value" too).
+When the two sides differ only in how they could have been encoded (a string against a
+non-string, a boolean against 0/1) nothing is concluded: the answer is ``unknown`` with the
+reason, never a guess that could re-send a command or claim one arrived.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ def _combine(results: Iterable[_Same]) -> _Same:
 
 def same_value(sent: Any, seen: Any) -> bool | None:
     """Whether ``seen`` (from the entity) is the JSON value ``sent``: ``True``, ``False``, or
-    ``None`` when it cannot be told (``"true"`` against ``True``, ``1`` against ``True``)."""
+    ``None`` when it cannot be told (``"true"`` against ``True``, ``1`` against ``True``, a
+    ``null`` sent against a ``null`` seen, which is also how a value never set reads)."""
+    if sent is None and seen is None:
+        return None
     result = _compare(sent, seen)
     return None if result is _Same.AMBIGUOUS else result is _Same.EQUAL
 

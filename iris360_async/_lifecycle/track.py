@@ -117,7 +117,8 @@ async def track_commands(
     seconds apart. The first read of a device costs two requests (its row, then its entity),
     later reads one; for many devices the rows come from the device list instead
     (:meth:`~.reader.CommandStateReader.survey`). Tracking ends when every device is done or
-    at ``until`` (after one last sweep at that time); the last update has
+    at ``until`` (after one last sweep at that time, read in full; a sweep the deadline
+    overtakes ends between two updates); the last update has
     ``summary.finished``.
 
     Args:
@@ -182,15 +183,17 @@ async def track_commands(
         return TrackUpdate(changes, summary(finished=finished))
 
     await reader.survey(todo, concurrency=concurrency)  # many devices: rows from the list
+    await reader.locate_all(todo, concurrency=concurrency)  # the rest, before any is read
     remaining = list(todo)
     while remaining:
         sweeps += 1
         sweep_start = clock.monotonic()
         waves = [remaining[i:i + wave] for i in range(0, len(remaining), wave)]
+        last_sweep = past_deadline()  # one started at the deadline is read in full
         for number, devices in enumerate(waves, start=1):
             await for_each(devices, look, concurrency)
             if number < len(waves):
-                if past_deadline():
+                if not last_sweep and past_deadline():
                     yield update(finished=True)
                     return
                 yield update(finished=False)
