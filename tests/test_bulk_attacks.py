@@ -20,6 +20,7 @@ import anyio
 import anyio.lowlevel
 import msgspec
 import pytest
+from test_bulk_engine import StepClock
 from test_bulk_reconcile import Fleet
 
 from iris360_async import errors
@@ -36,40 +37,11 @@ class Item(msgspec.Struct):
     original: Any
 
 
-class HeldClock:
-    """A clock whose sleeps wait until the test moves time forward."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._waiters: list[tuple[float, anyio.Event]] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_700_000_000.0 + self.now
-
-    @property
-    def sleepers(self) -> int:
-        return sum(1 for _, event in self._waiters if not event.is_set())
-
-    async def sleep(self, seconds: float) -> None:
-        event = anyio.Event()
-        self._waiters.append((self.now + seconds, event))
-        await event.wait()
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for target, event in self._waiters:
-            if target <= self.now:
-                event.set()
-
-
 class Server:
     """Answers each serial ``sent`` (or ``rejected`` for ``rejecting``) once its call's gate
     opens; records every call with the clock's time."""
 
-    def __init__(self, clock: HeldClock | None = None, rejecting: set[str] | None = None) -> None:
+    def __init__(self, clock: StepClock | None = None, rejecting: set[str] | None = None) -> None:
         self.clock = clock
         self.rejecting = rejecting or set()
         self.calls: list[tuple[float, list[str]]] = []
@@ -137,7 +109,7 @@ def server_error() -> errors.APIStatusError:
 
 
 async def test_max_failures_while_a_chunk_waits_for_its_rate_slot_sends_nothing_more() -> None:
-    clock = HeldClock()
+    clock = StepClock()
     server = Server(clock, rejecting={"SN000"})
     server.hold(0)
     task = asyncio.ensure_future(send_commands(
@@ -159,7 +131,7 @@ async def test_max_failures_while_a_chunk_waits_for_its_rate_slot_sends_nothing_
 
 
 async def test_deadline_while_a_chunk_waits_at_the_adaptive_gate_sends_nothing_more() -> None:
-    clock = HeldClock()
+    clock = StepClock()
     server = Server(clock)
     server.hold(0, 1)
     task = asyncio.ensure_future(send_commands(
@@ -182,7 +154,7 @@ async def test_deadline_while_a_chunk_waits_at_the_adaptive_gate_sends_nothing_m
 
 
 async def test_retry_unknown_does_not_resend_after_the_job_stopped_during_the_backoff() -> None:
-    clock = HeldClock()
+    clock = StepClock()
     server = Server(clock)
     server.errors[0] = server_error()  # wholly unknown: retry_unknown would send it again
     server.hold(1)
@@ -207,7 +179,7 @@ async def test_retry_unknown_does_not_resend_after_the_job_stopped_during_the_ba
 
 
 async def test_max_rate_holds_when_the_adaptive_gate_releases_waiting_chunks_together() -> None:
-    clock = HeldClock()
+    clock = StepClock()
     server = Server(clock)
     server.hold(0, 1)
     task = asyncio.ensure_future(send_commands(
@@ -234,7 +206,7 @@ async def test_max_rate_holds_when_the_adaptive_gate_releases_waiting_chunks_tog
 
 
 async def test_cancelled_while_waiting_for_its_rate_slot_gives_back_the_gate_slot() -> None:
-    clock = HeldClock()
+    clock = StepClock()
     server = Server(clock)
     server.hold(0)
     dispatcher = CommandDispatcher(
@@ -258,7 +230,7 @@ async def test_cancelled_while_waiting_for_its_rate_slot_gives_back_the_gate_slo
 
 
 async def test_stream_yields_the_chunks_the_deadline_cut_off() -> None:
-    clock = HeldClock()
+    clock = StepClock()
     server = Server(clock)
     server.hold(0, 1)
     dispatcher = CommandDispatcher(
@@ -284,7 +256,7 @@ async def test_stream_yields_the_chunks_the_deadline_cut_off() -> None:
 
 
 async def test_stream_with_a_slow_consumer_yields_what_the_deadline_cut_off() -> None:
-    clock = HeldClock()
+    clock = StepClock()
     server = Server(clock)
     dispatcher = CommandDispatcher(
         server, COMMANDS, chunk_size=1, concurrency=1, deadline=5.0, deadline_grace=0.0,

@@ -559,6 +559,11 @@ class StepClock:
     def time(self) -> float:
         return 1_700_000_000.0 + self.now
 
+    @property
+    def sleepers(self) -> int:
+        """Sleeps not yet over."""
+        return sum(1 for _, event in self._waiters if not event.is_set())
+
     async def sleep(self, seconds: float) -> None:
         event = anyio.Event()
         self._waiters.append((self.now + seconds, event))
