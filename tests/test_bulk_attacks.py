@@ -90,6 +90,19 @@ async def until(condition: Any, rounds: int = 200) -> None:
     raise AssertionError("condition never became true")
 
 
+def streaming(
+    dispatcher: CommandDispatcher, serials: list[str], got: list[CommandOutcome]
+) -> asyncio.Future[None]:
+    """A task streaming ``dispatcher``'s job over ``serials`` into ``got``."""
+
+    async def consume() -> None:
+        async with contextlib.aclosing(dispatcher.stream(serials)) as outcomes:
+            async for outcome in outcomes:
+                got.append(outcome)
+
+    return asyncio.ensure_future(consume())
+
+
 def serials_(n: int) -> list[str]:
     return [f"SN{i:03d}" for i in range(n)]
 
@@ -238,13 +251,7 @@ async def test_stream_yields_the_chunks_the_deadline_cut_off() -> None:
         clock=clock,
     )
     got: list[CommandOutcome] = []
-
-    async def consume() -> None:
-        async with contextlib.aclosing(dispatcher.stream(serials_(10))) as outcomes:
-            async for outcome in outcomes:
-                got.append(outcome)
-
-    task = asyncio.ensure_future(consume())
+    task = streaming(dispatcher, serials_(10), got)
     await until(lambda: server.in_flight == 2)
     clock.advance(5.0)
     await task
@@ -483,13 +490,7 @@ async def test_a_cancelled_stream_keeps_what_it_did_not_yield_in_the_report() ->
     server.hold(2, 3)  # two chunks in flight when the job is cancelled
     dispatcher = CommandDispatcher(server, COMMANDS, chunk_size=2, concurrency=2)
     got: list[CommandOutcome] = []
-
-    async def consume() -> None:
-        async with contextlib.aclosing(dispatcher.stream(serials_(10))) as outcomes:
-            async for outcome in outcomes:
-                got.append(outcome)
-
-    task = asyncio.ensure_future(consume())
+    task = streaming(dispatcher, serials_(10), got)
     await until(lambda: server.in_flight == 2 and len(server.calls) == 4)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
