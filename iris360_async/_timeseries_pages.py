@@ -83,14 +83,35 @@ def _ascending(values: list[TimeSeriesValue]) -> tuple[list[TimeSeriesValue], li
 
 
 def _without(points: list[TimeSeriesValue], seen: tuple[Any, ...]) -> list[TimeSeriesValue]:
-    """``points`` minus the multiset ``seen`` of values (compared with ``==``)."""
-    left = list(seen)
+    """``points`` minus the multiset ``seen`` of values (equal value and same type).
+
+    Hashable values are counted in a dict, so an instant of many points costs linear time;
+    unhashable ones (JSON objects and arrays) are matched one by one.
+    """
+    counts: dict[tuple[type, Any], int] = {}
+    rest: list[Any] = []
+    for value in seen:
+        try:
+            key = (type(value), value)
+            counts[key] = counts.get(key, 0) + 1
+        except TypeError:
+            rest.append(value)
     out = []
     for point in points:
-        for i, value in enumerate(left):
-            if value == point.value and type(value) is type(point.value):
-                del left[i]
-                break
+        value = point.value
+        try:
+            key = (type(value), value)
+            left = counts.get(key, 0)
+        except TypeError:
+            for i, other in enumerate(rest):
+                if other == value and type(other) is type(value):
+                    del rest[i]
+                    break
+            else:
+                out.append(point)
+            continue
+        if left:
+            counts[key] = left - 1
         else:
             out.append(point)
     return out
