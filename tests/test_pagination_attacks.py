@@ -3,17 +3,24 @@ or stops before its own count. Unit level (fake fetch) and on the wire (``aiores
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
+from emulator_support import client_for
 from resources_support import ROOT, make_client, mocked
 
 from iris360_async import Iris360Client
 from iris360_async._pagination import AsyncPaginator
 from iris360_async.errors import ResponseDecodeError
 from iris360_async.models.common import Page
+from iris360_async.testing import FaultProfile
 
 
 @pytest.fixture
@@ -96,3 +103,85 @@ async def test_an_empty_last_page_at_the_count_is_not_logged(
     caplog.set_level(logging.WARNING, logger="iris360_async.pagination")
     assert await AsyncPaginator(fetch, page_size=10).collect() == []
     assert not caplog.records
+
+
+# -- broken bodies in the middle of a listing -------------------------------------------------
+
+
+BODIES = {
+    "html": ("<html><body>502 Bad Gateway</body></html>", "text/html"),
+    "truncated": ('{"rows": [{"id": 21, "serial": "SN0021"', "application/json"),
+    "wrong shape": ('{"rows": {"id": 21}, "count": 100}', "application/json"),
+}
+
+
+@pytest.mark.parametrize("body", sorted(BODIES))
+@pytest.mark.parametrize("prefetch", [1, 4])
+async def test_a_broken_body_on_page_3_of_10_raises_after_pages_1_and_2(
+    iris: Iris360Client, mock: aioresponses, body: str, prefetch: int
+) -> None:
+    text, content_type = BODIES[body]
+
+    def answer(url: object, **kwargs: Any) -> CallbackResult:
+        page = json.loads(kwargs["data"])["page"]
+        if page == 3:
+            return CallbackResult(status=200, body=text, content_type=content_type)
+        rows = [{"id": i, "serial": f"SN{i:04d}"} for i in range(page * 10 - 9, page * 10 + 1)]
+        return CallbackResult(status=200, payload={"rows": rows, "count": 100})
+
+    mock.post(ROOT + "/devices/paginate", callback=answer, repeat=True)
+    paginator = iris.devices.paginate(page_size=10, prefetch=prefetch)
+    seen: list[int] = []
+
+    async def listing() -> None:
+        async with paginator:
+            async for device in paginator:
+                seen.append(device.id)
+
+    with pytest.raises(ResponseDecodeError) as caught:
+        await listing()
+    assert seen == list(range(1, 21))
+    assert paginator.next_page == 3
+    assert caught.value.status == 200
+    assert "/devices/paginate" in (caught.value.url or "")
+    assert paginator.in_flight == 0
+
+
+@pytest.mark.parametrize("managed", [True, False])
+async def test_cancelling_the_consumer_frees_every_connection(
+    iris360_emulator_factory: Any, managed: bool
+) -> None:
+    emu = await iris360_emulator_factory(devices=100, seed=3)
+    async with client_for(emu, connection_limit=4) as client:
+        paginator = client.devices.paginate(page_size=10, prefetch=4)
+
+        async def consume() -> None:
+            async for device in paginator:
+                if device.id == 1:
+                    emu.set_faults(
+                        FaultProfile(slow_rate=1.0, slow_delay=600), endpoint="devices.paginate"
+                    )
+                    with anyio.fail_after(10):
+                        while emu.stats.in_flight < 3:  # noqa: ASYNC110 - polling a counter
+                            await anyio.sleep(0.005)
+                    scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+
+        with anyio.CancelScope() as scope:
+            if managed:
+                async with paginator:
+                    await consume()
+            else:
+                await consume()
+        if managed:
+            assert paginator.in_flight == 0
+        else:  # a bare loop leaves the fetches to the iterator's finaliser: cancelled at once
+            with anyio.fail_after(10):
+                while paginator.in_flight:  # noqa: ASYNC110 - polling a counter
+                    await anyio.sleep(0.005)
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("iris360-page")]
+        emu.clear_faults()
+        # The four connections are free again: a full listing over them completes.
+        with anyio.fail_after(20):
+            again = await client.devices.paginate(page_size=10, prefetch=4).collect()
+        assert [d.id for d in again] == list(range(1, 101))
