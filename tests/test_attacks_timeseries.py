@@ -5,24 +5,30 @@ server (inclusive bounds, ``order`` then ``limit`` per pair, its cap echoed) and
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
+from emulator_support import client_for
 from resources_support import ROOT, make_client, mocked
 
 from iris360_async import Iris360Client
 from iris360_async._timeseries_pages import Cursor, take_page
 from iris360_async._timeseries_query import query_timeseries
+from iris360_async.errors import ResponseDecodeError
 from iris360_async.models.timeseries import (
     TimeSeries,
     TimeSeriesRequest,
     TimeSeriesResponse,
     TimeSeriesValue,
 )
+from iris360_async.testing import FaultProfile
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1)
@@ -202,3 +208,107 @@ async def test_bounds_out_of_the_date_range_are_a_value_error_before_sending(
             **bounds,
         )
     assert calls == []
+
+
+# -- against the emulator: same answer at any concurrency, cancellation --------------------------
+
+EMU_DEVICES = [f"urn:ngsi-ld:Device:SN{i:06d}" for i in range(1, 7)]
+
+
+async def test_any_concurrency_and_batching_give_the_same_ordered_result(
+    iris360_emulator_factory: Any,
+) -> None:
+    emu = await iris360_emulator_factory(devices=6, seed=11)
+    async with client_for(emu) as client:
+        results = []
+        for concurrency, batch_size, page_size in ((1, 100, 1000), (8, 1, 37), (3, 4, 50)):
+            result = await client.timeseries.query(
+                EMU_DEVICES, ["temperature", "humidity"],
+                start=datetime(2025, 11, 1, 5, 3, 7, 123456, tzinfo=UTC),
+                end=datetime(2025, 11, 3, tzinfo=timezone(timedelta(hours=-5))),
+                concurrency=concurrency, batch_size=batch_size, page_size=page_size,
+            )
+            results.append([
+                (key, [(v.timestamp, v.value) for v in series.values])
+                for key, series in result.items()
+            ])
+            assert result.truncated == []
+            assert result.failures == []
+        assert results[0] == results[1] == results[2]
+        first = results[0][0][1]
+        assert first[0][0] >= datetime(2025, 11, 1, 5, 3, 7, 123456, tzinfo=UTC)
+        assert first[-1][0] < datetime(2025, 11, 3, 5, tzinfo=UTC)
+        assert [t for t, _ in first] == sorted({t for t, _ in first})
+
+
+async def test_a_stream_cancelled_mid_pull_leaves_no_call_behind(
+    iris360_emulator_factory: Any,
+) -> None:
+    emu = await iris360_emulator_factory(devices=6, seed=11)
+    async with client_for(emu, connection_limit=4) as client:
+        with anyio.CancelScope() as scope:
+            async with client.timeseries.stream(
+                EMU_DEVICES, ["temperature"], start=datetime(2025, 11, 1),
+                end=datetime(2025, 11, 20), page_size=100, batch_size=1, concurrency=4,
+            ) as pieces:
+                async for _ in pieces:
+                    emu.set_faults(FaultProfile(slow_rate=1.0, slow_delay=600),
+                                   endpoint="timeseries")
+                    with anyio.fail_after(10):
+                        while emu.stats.in_flight < 3:  # noqa: ASYNC110 - polling a counter
+                            await anyio.sleep(0.005)
+                    scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+        assert scope.cancelled_caught
+        emu.clear_faults()
+        with anyio.fail_after(20):  # every connection is free again
+            again = await client.timeseries.query(
+                EMU_DEVICES, ["temperature"], start=datetime(2025, 11, 1),
+                end=datetime(2025, 11, 2), concurrency=4, batch_size=1,
+            )
+        assert again.point_count == 6 * 144
+
+
+# -- a broken body in the middle of a pull ------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", ["<html>502 Bad Gateway</html>", '[{"time_series": [{"dev'])
+async def test_a_broken_body_mid_pull_is_a_failure_and_the_other_pairs_complete(
+    iris: Iris360Client, mock: aioresponses, body: str
+) -> None:
+    devices = [f"urn:ngsi-ld:Device:D{i}" for i in range(3)]
+    calls: list[dict[str, Any]] = []
+
+    def answer(url: object, **kwargs: Any) -> CallbackResult:
+        [request] = json.loads(kwargs["data"])
+        calls.append(request)
+        options = request["options"]
+        start = _parse(options["start_date"])
+        assert start is not None
+        device = request["device_ids"][0]
+        if device.endswith("D1") and start > T0:  # the second page of D1 breaks
+            return CallbackResult(status=200, body=body, content_type="text/html")
+        stamps = [start + timedelta(minutes=i) for i in range(options["limit"])]
+        values = [{"timestamp": t.isoformat(), "value": 1} for t in stamps]
+        series = [{"device_id": device, "measure_id": "m", "values": values}]
+        return CallbackResult(payload=[{"time_series": series, "options": options}])
+
+    mock.post(ROOT + "/timeseries", callback=answer, repeat=True)
+    result = await iris.timeseries.query(
+        devices, ["m"], start=T0, end=T0 + timedelta(minutes=25), page_size=10, batch_size=1,
+        concurrency=2, raise_on_error=False,
+    )
+    [failure] = result.failures
+    assert failure.request.device_ids == [devices[1]]
+    assert failure.request.options.start_date == "2025-01-01T00:09:00Z"
+    assert isinstance(failure.error, ResponseDecodeError)
+    assert len(result[(devices[0], "m")].values) == 25
+    assert len(result[(devices[2], "m")].values) == 25
+    assert len(result[(devices[1], "m")].values) == 10
+    assert result.missing == []
+
+    with pytest.raises(ResponseDecodeError):
+        await iris.timeseries.query(
+            devices, ["m"], start=T0, end=T0 + timedelta(minutes=25), page_size=10,
+            batch_size=1, concurrency=2,
+        )
