@@ -279,7 +279,7 @@ class TimeSeriesStream:
             full = len(series.values) >= limit
             if not settings.paging and full:
                 self.truncated.append(key)
-            if page.cursor is not None and not page.points and limit < asked:
+            if _stalled(cursor, page.cursor) and limit < asked:
                 # No new point, and the server already answered less than asked: a larger
                 # page cannot get past this instant, so asking again would never end.
                 self.truncated.append(key)
@@ -353,6 +353,16 @@ class TimeSeriesStream:
             if d not in with_data and d not in failed_devices and d in self._answered
         ]
         self.finished = True
+
+
+def _stalled(before: Cursor | None, after: Cursor | None) -> bool:
+    """Whether a page asked from ``before`` brought no new point (its pair would go on)."""
+    return (
+        before is not None
+        and after is not None
+        and after.after == before.after
+        and len(after.seen) == len(before.seen)
+    )
 
 
 def _pairs(request: TimeSeriesRequest) -> list[SeriesKey]:

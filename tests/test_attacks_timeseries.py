@@ -21,6 +21,7 @@ from resources_support import ROOT, make_client, mocked
 from iris360_async import Iris360Client
 from iris360_async._timeseries_pages import Cursor, take_page
 from iris360_async._timeseries_query import query_timeseries
+from iris360_async._timeutil import UNPARSEABLE_TIMESTAMP
 from iris360_async.errors import ResponseDecodeError
 from iris360_async.models.timeseries import (
     TimeSeries,
@@ -312,3 +313,21 @@ async def test_a_broken_body_mid_pull_is_a_failure_and_the_other_pairs_complete(
             devices, ["m"], start=T0, end=T0 + timedelta(minutes=25), page_size=10,
             batch_size=1, concurrency=2,
         )
+
+
+# -- unreadable timestamps ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", [1, 2])
+def test_a_point_with_an_unreadable_timestamp_is_kept_on_any_page(page: int) -> None:
+    # Decoding keeps such a point (its timestamp is UNPARSEABLE_TIMESTAMP, year 1) rather
+    # than failing the answer; paging must not drop it because it sorts before the cursor.
+    end = T0 + timedelta(days=1)
+    values = [TimeSeriesValue(T0 + timedelta(minutes=9 + i), i) for i in range(10)]
+    values[3] = TimeSeriesValue(UNPARSEABLE_TIMESTAMP, "unreadable")
+    cursor = Cursor(T0 + timedelta(minutes=9), (0,), 10, T0) if page == 2 else None
+    result = take_page(values, limit=10, cursor=cursor, end=end)
+    assert [p.value for p in result.points][:1] == ["unreadable"]
+    assert len(result.points) == (10 if page == 1 else 9)
+    assert result.cursor is not None
+    assert result.cursor.after == T0 + timedelta(minutes=18)
