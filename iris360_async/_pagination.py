@@ -34,6 +34,12 @@ always terminates (at an empty page or when the newest count is reached), sets
 :attr:`AsyncPaginator.count_changed` and logs one warning on the ``iris360_async.pagination``
 logger. Items inserted or removed *before* the current position shift between pages, so one
 may be seen twice or not at all; order by a unique column to keep this to concurrent writes.
+An empty page before ``count`` is reached ends the listing with a warning.
+
+Hostile answers. A page with more rows than ``page_size``, or a non-empty page equal to the one
+before it (the server ignores the page size or the page number), raises
+:class:`~iris360_async.errors.ResponseDecodeError` rather than handing items over twice or
+listing forever.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from .errors import ResponseDecodeError
 from .models.common import Page
 
 __all__ = ["AsyncPaginator", "FetchPage", "PageResult"]
@@ -113,6 +120,7 @@ class _Run(Generic[T]):
         self._host_task: asyncio.Task[None] | None = None
         self._finished = False
         self._seen_first = False
+        self._previous: list[T] | None = None  # rows of the page handed over last
 
     # -- task hosting -------------------------------------------------------------------
 
@@ -222,6 +230,8 @@ class _Run(Generic[T]):
         number = self._cursor
         try:
             page = await self._get(number)
+            if page is not None:
+                self._check(number, page.rows)
         except Exception:
             owner.next_page = number
             await self.close()
@@ -231,7 +241,10 @@ class _Run(Generic[T]):
         self._seen_first = True
         owner._observe_count(number, page.count)
         rows = page.rows
+        self._previous = rows
         if not rows:
+            if (number - 1) * owner.page_size < page.count:
+                owner._short_page(number, 0)
             owner._pending_next = None
             owner.next_page = None
             await self.close()
@@ -257,6 +270,22 @@ class _Run(Generic[T]):
             # The consumer now holds this page: it keeps one slot of the window.
             await self._launch(self._limit(), held=1)
         return PageResult(number=number, items=rows, count=page.count)
+
+    def _check(self, number: int, rows: list[T]) -> None:
+        """Refuse a page that would hand items over twice (the server ignores a parameter)."""
+        size = self._owner.page_size
+        if len(rows) > size:
+            raise ResponseDecodeError(
+                f"page {number} held {len(rows)} items, more than the {size} asked for: the "
+                "server ignores the page size, so pages would overlap",
+                path="$.rows",
+            )
+        if rows and rows == self._previous:
+            raise ResponseDecodeError(
+                f"page {number} repeats page {number - 1}: the server ignores the page "
+                "number, so the listing would never end",
+                path="$.rows",
+            )
 
     def _limit(self) -> int:
         """Last page number worth requesting given the newest count and ``max_items``."""

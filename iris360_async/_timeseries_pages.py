@@ -30,6 +30,7 @@ PageMode = Literal["raw", "buckets", "moving"]
 """How pages of a pair join: raw points, buckets of an aggregation, or a moving average."""
 
 _UTC = timezone.utc
+_UNREADABLE = datetime.min  # UNPARSEABLE_TIMESTAMP as a naive UTC key
 
 
 def sort_key(point: TimeSeriesValue) -> datetime:
@@ -83,14 +84,35 @@ def _ascending(values: list[TimeSeriesValue]) -> tuple[list[TimeSeriesValue], li
 
 
 def _without(points: list[TimeSeriesValue], seen: tuple[Any, ...]) -> list[TimeSeriesValue]:
-    """``points`` minus the multiset ``seen`` of values (compared with ``==``)."""
-    left = list(seen)
+    """``points`` minus the multiset ``seen`` of values (equal value and same type).
+
+    Hashable values are counted in a dict, so an instant of many points costs linear time;
+    unhashable ones (JSON objects and arrays) are matched one by one.
+    """
+    counts: dict[tuple[type, Any], int] = {}
+    rest: list[Any] = []
+    for value in seen:
+        try:
+            key = (type(value), value)
+            counts[key] = counts.get(key, 0) + 1
+        except TypeError:
+            rest.append(value)
     out = []
     for point in points:
-        for i, value in enumerate(left):
-            if value == point.value and type(value) is type(point.value):
-                del left[i]
-                break
+        value = point.value
+        try:
+            key = (type(value), value)
+            left = counts.get(key, 0)
+        except TypeError:
+            for i, other in enumerate(rest):
+                if other == value and type(other) is type(value):
+                    del rest[i]
+                    break
+            else:
+                out.append(point)
+            continue
+        if left:
+            counts[key] = left - 1
         else:
             out.append(point)
     return out
@@ -124,6 +146,12 @@ def take_page(
     """
     full = len(values) >= limit
     points, keys = _ascending(values)
+    # Points whose timestamp could not be read sort first (UNPARSEABLE_TIMESTAMP, year 1):
+    # they are delivered with the page whatever its cursor, and take no part in paging.
+    unreadable = bisect_right(keys, _UNREADABLE)
+    kept = points[:unreadable]
+    if unreadable:
+        points, keys = points[unreadable:], keys[unreadable:]
     page_last = keys[-1] if keys else None
     if cursor is not None:
         after = cursor.after
@@ -139,9 +167,10 @@ def take_page(
     if end is not None and keys and keys[-1] >= end:
         cut = bisect_left(keys, end)
         points, keys = points[:cut], keys[:cut]
-    if not pages or not full or page_last is None or (end is not None and page_last >= end):
-        return PageResult(points, None)
-    return PageResult(points, _next_cursor(points, keys, cursor, limit, mode, window, floor))
+    cursor_next = None
+    if pages and full and page_last is not None and (end is None or page_last < end):
+        cursor_next = _next_cursor(points, keys, cursor, limit, mode, window, floor)
+    return PageResult(kept + points if kept else points, cursor_next)
 
 
 def _next_cursor(

@@ -151,7 +151,18 @@ def _unique_ids(name: str, values: Iterable[str], *, urn: bool) -> list[str]:
 
 def _resolve_bound(name: str, value: object, now: datetime) -> datetime | None:
     """A bound as an aware UTC datetime: naive datetimes are UTC, a duration (``timedelta``
-    or ISO 8601 such as ``"P1D"``) counts back from ``now``."""
+    or ISO 8601 such as ``"P1D"``) counts back from ``now``.
+
+    Raises:
+        TypeError, ValueError: an unusable bound, or one outside the range of dates.
+    """
+    try:
+        return _bound(name, value, now)
+    except OverflowError:
+        raise ValueError(f"{name}: {value!r} is outside the range of dates") from None
+
+
+def _bound(name: str, value: object, now: datetime) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -290,6 +301,8 @@ def prepare_pull(
     paging = lower is not None and checked_limit is None
     if paging and upper is None:
         upper = request_time  # an open range ends at the request time
+    if upper is not None and upper - datetime.min.replace(tzinfo=UTC) < _MICROSECOND:
+        raise ValueError(f"end ({upper.isoformat()}) must be after the first microsecond of year 1")
     if lower is not None and upper is not None and lower > upper:
         raise ValueError(f"start ({lower.isoformat()}) is after end ({upper.isoformat()})")
     effective_order = resolve_order(order, start)

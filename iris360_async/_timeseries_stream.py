@@ -258,7 +258,7 @@ class TimeSeriesStream:
         self._answered.update(request.device_ids)
         if not response.time_series:
             self.empty_requests.append(request)
-        limit = effective_limit(request.options)
+        asked = limit = effective_limit(request.options)
         echoed = response.options.limit
         if isinstance(echoed, int) and not isinstance(echoed, bool) and 0 < echoed < limit:
             limit = echoed  # the server capped the page: full at its cap
@@ -279,7 +279,11 @@ class TimeSeriesStream:
             full = len(series.values) >= limit
             if not settings.paging and full:
                 self.truncated.append(key)
-            if page.cursor is not None:
+            if _stalled(cursor, page.cursor) and limit < asked:
+                # No new point, and the server already answered less than asked: a larger
+                # page cannot get past this instant, so asking again would never end.
+                self.truncated.append(key)
+            elif page.cursor is not None:
                 self._cursors[key] = page.cursor
                 self._paged.add(key)
                 follow.setdefault((page.cursor.start, page.cursor.limit), {}).setdefault(
@@ -288,6 +292,9 @@ class TimeSeriesStream:
             if page.points:
                 self._with_data.add(key)
                 points = page.points
+                if not settings.paging and len(points) > asked:
+                    # the server sent more than the limit: keep the points it should have kept
+                    points = points[:asked] if settings.order == "asc" else points[-asked:]
                 if not settings.paging and settings.order == "desc":
                     points = points[::-1]
                 flagged = full and not settings.paging
@@ -346,6 +353,16 @@ class TimeSeriesStream:
             if d not in with_data and d not in failed_devices and d in self._answered
         ]
         self.finished = True
+
+
+def _stalled(before: Cursor | None, after: Cursor | None) -> bool:
+    """Whether a page asked from ``before`` brought no new point (its pair would go on)."""
+    return (
+        before is not None
+        and after is not None
+        and after.after == before.after
+        and len(after.seen) == len(before.seen)
+    )
 
 
 def _pairs(request: TimeSeriesRequest) -> list[SeriesKey]:
