@@ -24,10 +24,24 @@ from typing import Any, Literal
 
 from .models.timeseries import TimeSeriesValue
 
-__all__ = ["Cursor", "PageMode", "PageResult", "sort_key", "take_page"]
+__all__ = [
+    "PAGE_CEILING_MIN",
+    "PAGE_GROWTH",
+    "Cursor",
+    "PageMode",
+    "PageResult",
+    "page_ceiling",
+    "sort_key",
+    "take_page",
+]
 
 PageMode = Literal["raw", "buckets", "moving"]
 """How pages of a pair join: raw points, buckets of an aggregation, or a moving average."""
+
+PAGE_GROWTH = 64
+"""A page grows to at most this many times ``page_size`` to get past one instant."""
+PAGE_CEILING_MIN = 10_000
+"""A page may always grow to this many points, whatever a small ``page_size``."""
 
 _UTC = timezone.utc
 _UNREADABLE = datetime.min  # UNPARSEABLE_TIMESTAMP as a naive UTC key
@@ -37,6 +51,20 @@ def sort_key(point: TimeSeriesValue) -> datetime:
     """The point's timestamp as a naive UTC datetime (comparable across offsets)."""
     ts = point.raw_timestamp
     return ts if ts.tzinfo is None else ts.astimezone(_UTC).replace(tzinfo=None)
+
+
+def page_ceiling(page_size: int) -> int:
+    """The largest page a pull of ``page_size`` asks for to get past one instant.
+
+    ``max(64 * page_size, 10_000)`` points. Real data holds at most a few thousand points at
+    one instant, so a pair that needs more is almost surely a broken or hostile server that
+    fills every page with one timestamp, not data to wait for. The ceiling follows
+    ``page_size`` because the server's own maximum is unknown and the caller chose
+    ``page_size`` as the size of an answer: a page is never asked more than 64 times that
+    (six doublings, six extra requests), which also bounds the values remembered at the
+    boundary. The floor of 10,000 keeps a small ``page_size`` from stopping at a real instant.
+    """
+    return max(PAGE_GROWTH * page_size, PAGE_CEILING_MIN)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Literal, TypeAlias
 import msgspec
 from msgspec import UNSET
 
-from ._timeseries_pages import PageMode
+from ._timeseries_pages import PageMode, page_ceiling
 from ._timeseries_stream import PullSettings, TimeSeriesStream
 from ._timeutil import UTC, format_datetime, parse_timestamp
 from ._validation import (
@@ -351,6 +351,7 @@ def prepare_pull(
         requests_per_call=requests_per_call,
         raise_on_error=raise_on_error,
         query_prefix=prefix,
+        max_page=page_ceiling(page_size),
     )
     return devices, measures, requests, settings
 
@@ -467,7 +468,9 @@ async def query_timeseries(
             ``("mean", "PT1H")`` or ``("percentile-95", timedelta(minutes=15))``; checked here.
         period: Calendar filters (:class:`~iris360_async.models.TimeScope`).
         page_size: Points per pair and request when paging a range (>= 1). A page with fewer
-            points ends the pair (a smaller limit echoed by the server counts as its cap).
+            points ends the pair (a smaller limit echoed by the server counts as its cap). A
+            page grows to get past one instant up to ``max(64 * page_size, 10_000)`` points;
+            a pair stuck beyond that ends as truncated.
         batch_size: Maximum (device, measure) pairs per request (>= 1).
         concurrency: Maximum calls in flight at once (>= 1).
         requests_per_call: Requests sent together in one call (>= 1).

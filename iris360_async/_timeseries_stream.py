@@ -58,6 +58,8 @@ class PullSettings:
         order: the order of the points of each piece when not paging (pages are ascending).
         batch_size: pairs per request; concurrency: calls in flight; requests_per_call:
             requests per call; raise_on_error: see ``query_timeseries``.
+        max_page: the largest page asked for to get past one instant
+            (:func:`._timeseries_pages.page_ceiling`); a pair that needs more ends as truncated.
     """
 
     base: TimeSeriesOptions
@@ -72,6 +74,7 @@ class PullSettings:
     requests_per_call: int
     raise_on_error: bool
     query_prefix: str
+    max_page: int
 
 
 class TimeSeriesStream:
@@ -282,6 +285,10 @@ class TimeSeriesStream:
             if _stalled(cursor, page.cursor) and limit < asked:
                 # No new point, and the server already answered less than asked: a larger
                 # page cannot get past this instant, so asking again would never end.
+                self.truncated.append(key)
+            elif page.cursor is not None and page.cursor.limit > settings.max_page:
+                # Still at one instant after pages up to the ceiling: a server that fills
+                # every page there would make the page grow without end.
                 self.truncated.append(key)
             elif page.cursor is not None:
                 self._cursors[key] = page.cursor

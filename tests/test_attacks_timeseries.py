@@ -71,7 +71,7 @@ class CappedServer:
         return out
 
 
-async def pull(server: CappedServer, **kwargs: Any) -> Any:
+async def pull(server: CappedServer | OneInstantServer, **kwargs: Any) -> Any:
     return await query_timeseries(
         server.get, [DEVICE], ["m"], tenant="t", scope="/",
         start=T0, end=T0 + timedelta(days=1), **kwargs,
@@ -104,6 +104,62 @@ async def test_a_capped_server_still_delivers_every_point_of_ordinary_data() -> 
     result = await pull(server, page_size=1000)
     assert result.truncated == []
     assert [v.value for v in result[(DEVICE, "m")].values] == list(range(1000))
+
+
+class OneInstantServer:
+    """Answers every request with exactly ``limit`` new, distinct points, all at ``T0``."""
+
+    def __init__(self) -> None:
+        self.calls: list[TimeSeriesRequest] = []
+        self.sent = 0
+
+    async def get(self, requests: list[TimeSeriesRequest]) -> list[TimeSeriesResponse]:
+        out = []
+        for request in requests:
+            self.calls.append(request)
+            opts = request.options
+            assert isinstance(opts.limit, int)
+            assert opts.limit <= 10**5, "the page grows without end"
+            values = [TimeSeriesValue(T0, self.sent + i) for i in range(opts.limit)]
+            self.sent += opts.limit
+            out.append(TimeSeriesResponse([TimeSeries(DEVICE, "m", values)], opts))
+        return out
+
+
+@pytest.mark.parametrize(("page_size", "largest"), [(100, 6400), (1000, 64000)])
+async def test_a_page_does_not_grow_without_end_at_one_instant(
+    page_size: int, largest: int
+) -> None:
+    # Every answer is a full page of new points at one instant: the page doubles while it
+    # makes no progress past it, but not beyond 64 times page_size (at least 10,000 points);
+    # then the pair ends as truncated, with every point received so far.
+    server = OneInstantServer()
+    result = await pull(server, page_size=page_size)
+    limits = [request.options.limit for request in server.calls]
+    assert limits == [page_size] + [page_size * 2**i for i in range(7)]
+    assert limits[-1] == largest
+    assert result.truncated == [(DEVICE, "m")]
+    series = result[(DEVICE, "m")]
+    assert series.possibly_truncated
+    assert [v.value for v in series.values] == list(range(server.sent))
+
+
+async def test_an_aggregated_page_does_not_grow_without_end_at_one_instant() -> None:
+    server = OneInstantServer()
+    result = await pull(server, page_size=100, aggregation=("mean", "PT1H"))
+    assert [request.options.limit for request in server.calls][-1] == 6400
+    assert result.truncated == [(DEVICE, "m")]
+    assert [v.value for v in result[(DEVICE, "m")].values] == list(range(100))
+
+
+async def test_an_instant_of_thousands_of_points_is_paged_past_with_a_small_page_size() -> None:
+    # Real instants hold at most a few thousand points: the ceiling never stops them, even
+    # when the page size is small.
+    points = [(T0, i) for i in range(5000)] + [(T0 + timedelta(seconds=1), 5000)]
+    server = CappedServer(points, cap=10**6)
+    result = await pull(server, page_size=10)
+    assert result.truncated == []
+    assert [v.value for v in result[(DEVICE, "m")].values] == list(range(5001))
 
 
 class Counted:
