@@ -143,12 +143,17 @@ def _config_for(block: Block) -> str:
     return configs[0].code
 
 
+UNRELATED_PLUGINS = ("-p", "no:xdist", "-p", "no:hypothesispytest")
+"""Plugins of this project's test extra that a reader's project need not have; loading them
+costs the separate run about a second."""
+
+
 def _run_pytest(directory: Path, *options: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IRIS360_", "PYTEST_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options,
-         "test_example.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *UNRELATED_PLUGINS,
+         *options, "test_example.py"],
         cwd=directory, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from test_docs_examples import UNRELATED_PLUGINS
 
 import iris360_async.testing as testing
 from iris360_async.testing import Iris360Emulator, LatencyModel
@@ -75,7 +76,8 @@ def test_fixtures_in_a_separate_pytest_run(tmp_path: Path, mode: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *UNRELATED_PLUGINS,
+         "-W", "error",
          "-o", f"asyncio_mode={mode}", "-o", "asyncio_default_fixture_loop_scope=function",
          str(test_file)],
         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120,
