@@ -344,7 +344,7 @@ class Transport:
 
     async def _call(self, call: _Call, trace: _otel.RequestTrace | None) -> RawResponse:
         """The attempts of one call, until a 2xx answer or an error not worth repeating."""
-        method, path, url, limits = call.method, call.path, call.url, call.limits
+        method, path, limits = call.method, call.path, call.limits
         authenticated, content, form = call.authenticated, call.content, call.form
         clock = self._clock
         deadline_at = None if limits.deadline is None else clock.monotonic() + limits.deadline
@@ -352,17 +352,13 @@ class Transport:
         error: Iris360Error | None = None
         try:
             while True:
-                await self._wait_at_gate(deadline_at, error, method, url)
+                await self._wait_at_gate(deadline_at, error, call)
                 token = await self._token() if authenticated else None
                 try:
                     response = await self._send(
-                        method,
-                        url,
-                        path,
+                        call,
                         self._headers(token, content is not None, call.headers),
                         content if form is None else form(),
-                        call.params,
-                        limits,
                         deadline_at,
                     )
                 except APIConnectionError as exc:
@@ -419,7 +415,7 @@ class Transport:
     # -- the steps of one attempt -----------------------------------------------------------
 
     async def _wait_at_gate(
-        self, deadline_at: float | None, error: Iris360Error | None, method: str, url: str
+        self, deadline_at: float | None, error: Iris360Error | None, call: _Call
     ) -> None:
         """Wait behind the client's 429 gate; a gate that outlasts the call's deadline ends
         the call (with the last attempt's error, if there was one)."""
@@ -427,7 +423,7 @@ class Transport:
         if wait <= 0:
             return
         if deadline_at is not None and self._clock.monotonic() + wait > deadline_at:
-            raise error or self._deadline_error(method, url)
+            raise error or self._deadline_error(call)
         await self._gate.wait()
 
     async def _token(self) -> str | None:
@@ -466,15 +462,16 @@ class Transport:
                 self._gate.close_for(hold)  # every request of the client waits, not only us
         return error
 
-    def _deadline_error(self, method: str, url: str) -> APITimeoutError:
+    def _deadline_error(self, call: _Call) -> APITimeoutError:
         return APITimeoutError(
-            f"{method} {_url_path(url)}: the call's deadline passed before it could be sent",
-            method=method,
-            url=url,
+            f"{call.method} {_url_path(call.url)}: the call's deadline passed before it could "
+            "be sent",
+            method=call.method,
+            url=call.url,
             request_sent=False,
         )
 
-    async def _acquire_slot(self, deadline_at: float | None, method: str, url: str) -> None:
+    async def _acquire_slot(self, deadline_at: float | None, call: _Call) -> None:
         """Take a connection slot, waiting at most until the call's deadline."""
         semaphore = self._pool.semaphore
         if deadline_at is None or not semaphore.locked():
@@ -483,19 +480,20 @@ class Transport:
         with anyio.move_on_after(max(0.0, deadline_at - self._clock.monotonic())):
             await semaphore.acquire()
             return
-        raise self._deadline_error(method, url)
+        raise self._deadline_error(call)
 
     def _attempt_limits(
-        self, limits: Timeout, deadline_at: float | None, method: str, url: str
+        self, call: _Call, deadline_at: float | None
     ) -> tuple[aiohttp.ClientTimeout, bool]:
         """aiohttp's timeouts for an attempt starting now, and whether the call's deadline
         (rather than ``limits.total``) bounds it."""
+        limits = call.limits
         total = limits.total
         capped = False
         if deadline_at is not None:
             remaining = deadline_at - self._clock.monotonic()
             if remaining <= 0:
-                raise self._deadline_error(method, url)
+                raise self._deadline_error(call)
             if total is None or remaining < total:
                 total, capped = remaining, True
         client_timeout = aiohttp.ClientTimeout(
@@ -504,17 +502,11 @@ class Transport:
         return client_timeout, capped
 
     def _timeout_error(
-        self,
-        exc: asyncio.TimeoutError,
-        method: str,
-        url: str,
-        path: str,
-        limits: Timeout,
-        attempt: aiohttp.ClientTimeout,
-        capped: bool,
+        self, exc: asyncio.TimeoutError, call: _Call, attempt: aiohttp.ClientTimeout, capped: bool
     ) -> APITimeoutError:
         """The :class:`APITimeoutError` for a timeout aiohttp raised, naming the limit that
         fired; ``request_sent`` is ``False`` when it fired before a connection existed."""
+        limits = call.limits
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             sent, what = False, f"no connection within {_seconds(limits.connect)}"
         elif isinstance(exc, aiohttp.ServerTimeoutError):
@@ -529,35 +521,27 @@ class Transport:
                 what = f"no connection within the attempt's total of {_seconds(attempt.total)}"
         waiting = "the response" if sent else "a connection"
         return APITimeoutError(
-            f"{method} {self._prefix}{path}: timed out waiting for {waiting} ({what})",
-            method=method, url=url, request_sent=sent,
+            f"{call.method} {self._prefix}{call.path}: timed out waiting for {waiting} ({what})",
+            method=call.method, url=call.url, request_sent=sent,
         )
 
     def _too_large(
-        self,
-        response: aiohttp.ClientResponse,
-        method: str,
-        url: str,
-        path: str,
-        limit: int,
-        start: bytes,
+        self, response: aiohttp.ClientResponse, call: _Call, limit: int, start: bytes
     ) -> ResponseTooLargeError:
         response.close()  # the rest is never read: the connection is not reused
         text = start[:_TEXT_OF_TOO_LARGE].decode("utf-8", "replace")
         return ResponseTooLargeError(
-            f"{method} {self._prefix}{path} -> {response.status}: the response body is larger "
-            f"than max_response_bytes ({limit} bytes); it was not read",
+            f"{call.method} {self._prefix}{call.path} -> {response.status}: the response body is "
+            f"larger than max_response_bytes ({limit} bytes); it was not read",
             limit=limit,
-            method=method,
-            url=url,
+            method=call.method,
+            url=call.url,
             status=response.status,
             path="$",
             text=condense(text, secrets=self._tokens.secrets()),
         )
 
-    async def _read_body(
-        self, response: aiohttp.ClientResponse, method: str, url: str, path: str
-    ) -> bytes:
+    async def _read_body(self, response: aiohttp.ClientResponse, call: _Call) -> bytes:
         """The whole body, refused as soon as it grows past ``max_response_bytes`` (counted
         while reading, after decompression)."""
         limit = self._config.max_response_bytes
@@ -565,9 +549,7 @@ class Transport:
             return await response.read()
         length = response.content_length
         if length is not None and length > limit:
-            raise self._too_large(
-                response, method, url, path, limit, await response.content.readany()
-            )
+            raise self._too_large(response, call, limit, await response.content.readany())
         if length is not None and "Content-Encoding" not in response.headers:
             return await response.read()  # the size is known and checked
         pieces: list[bytes] = []
@@ -577,45 +559,32 @@ class Transport:
             pieces.append(piece)
             size += len(piece)
             if size > limit:
-                raise self._too_large(response, method, url, path, limit, pieces[0])
+                raise self._too_large(response, call, limit, pieces[0])
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def _send(
-        self,
-        method: str,
-        url: str,
-        path: str,
-        headers: dict[str, str],
-        data: Any,
-        params: Mapping[str, str] | None,
-        limits: Timeout,
-        deadline_at: float | None,
+        self, call: _Call, headers: dict[str, str], data: Any, deadline_at: float | None
     ) -> RawResponse:
         """One attempt: a connection slot first, then the attempt under aiohttp's timeouts
         (waiting for the pool is never a timeout)."""
         session = self._pool.get()
-        await self._acquire_slot(deadline_at, method, url)
+        await self._acquire_slot(deadline_at, call)
         try:
-            attempt, capped = self._attempt_limits(limits, deadline_at, method, url)
-            return await self._attempt(
-                session, method, url, path, headers, data, params, limits, attempt, capped
-            )
+            attempt, capped = self._attempt_limits(call, deadline_at)
+            return await self._attempt(session, call, headers, data, attempt, capped)
         finally:
             self._pool.semaphore.release()
 
     async def _attempt(
         self,
         session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        path: str,
+        call: _Call,
         headers: dict[str, str],
         data: Any,
-        params: Mapping[str, str] | None,
-        limits: Timeout,
         attempt: aiohttp.ClientTimeout,
         capped: bool,
     ) -> RawResponse:
+        method, url, path = call.method, call.url, call.path
         debug = _log.isEnabledFor(_DEBUG)
         started = time.perf_counter() if debug else 0.0
         self._counters.requests += 1
@@ -624,15 +593,15 @@ class Transport:
                 method,
                 url,
                 data=data,
-                params=params,
+                params=call.params,
                 headers=headers,
                 timeout=attempt,
                 **self._extra,
             ) as response:
-                body = await self._read_body(response, method, url, path)
+                body = await self._read_body(response, call)
                 result = RawResponse(response.status, response.headers, body, method, url)
         except asyncio.TimeoutError as exc:
-            raise self._timeout_error(exc, method, url, path, limits, attempt, capped) from exc
+            raise self._timeout_error(exc, call, attempt, capped) from exc
         except aiohttp.ClientConnectorError as exc:
             raise APIConnectionError(
                 f"{method} {self._prefix}{path}: could not connect: {exc}",
