@@ -266,10 +266,16 @@ def _add_unstreamed(
 ) -> None:
     """Count and report the outcomes the cancelled job settled without streaming them."""
     for outcome in outcomes:
-        result.unstreamed[_count(result, outcome)] += 1
-        if report_file is not None:
-            record = outcome_record(outcome)
-            report_file.write_line(json.dumps(record, separators=(",", ":"), default=str))
+        result.unstreamed[_take(result, outcome, report_file)] += 1
+
+
+def _take(result: JobResult, outcome: Any, report_file: AtomicTextFile | None) -> str:
+    """Count ``outcome`` in ``result`` and write its report line; returns its status."""
+    status = _count(result, outcome)
+    if report_file is not None:
+        record = outcome_record(outcome)
+        report_file.write_line(json.dumps(record, separators=(",", ":"), default=str))
+    return status
 
 
 async def _stream(
@@ -286,11 +292,7 @@ async def _stream(
         stream = client.devices.stream_commands(serials, commands, **options)
         async with aclosing(stream) as outcomes:
             async for outcome in outcomes:
-                status = _count(result, outcome)
-                if report_file is not None:
-                    record = outcome_record(outcome)
-                    report_file.write_line(json.dumps(record, separators=(",", ":"), default=str))
-                progress.advance(bar, 1, status)
+                progress.advance(bar, 1, _take(result, outcome, report_file))
     except (ValueError, TypeError) as exc:  # refused by the engine before anything was sent
         raise CliError(cli_wording(str(exc))) from None
 
