@@ -63,7 +63,9 @@ class _Source:
         if self._error is not None:
             raise self._error
         if self._ait is None:
-            self._ait = self._serials.__aiter__()  # type: ignore[union-attr]
+            serials = self._serials
+            assert isinstance(serials, AsyncIterable)
+            self._ait = serials.__aiter__()
         try:
             return [await self._ait.__anext__()]
         except StopAsyncIteration:
@@ -74,7 +76,9 @@ class _Source:
         if self._error is not None:
             raise self._error
         if self._it is None:
-            self._it = iter(self._serials)  # type: ignore[arg-type]
+            serials = self._serials
+            assert not isinstance(serials, AsyncIterable)
+            self._it = iter(serials)
         batch: list[Any] = []
         try:
             batch.extend(islice(self._it, n))
